@@ -1,0 +1,5 @@
+import sys
+
+from mftma.cli import main
+
+sys.exit(main())

@@ -1,0 +1,13 @@
+"""Exceptions that mftma raises for bad input; the CLI prints them without a traceback."""
+
+
+class MFTMAError(Exception):
+    """Base class of the errors mftma raises on purpose."""
+
+
+class InputError(MFTMAError, ValueError):
+    """An argument has the wrong shape, dtype, size or values (NaN, inf, too few samples)."""
+
+
+class DataFileError(MFTMAError, OSError):
+    """A file is missing, corrupt, foreign to mftma, or stale with respect to its run."""
