@@ -1,0 +1,200 @@
+"""Memory-safe reduction of large layers: optional per-channel pooling, then a seeded Gaussian projection.
+
+Why a Gaussian random projection
+--------------------------------
+MFTMA measures the geometry of P·M points (a few thousand). A Gaussian matrix ``W`` with i.i.d.
+``N(0, 1/d_out)`` entries preserves the squared norms of, and inner products between, a fixed set of points
+up to relative errors of order ``1/sqrt(d_out)`` (Johnson–Lindenstrauss), whatever the layer size. With
+``d_out = 5000`` ≫ the intrinsic dimension of the P·M points, capacity, radius and dimension are
+preserved closely, as in Cohen et al. (2020) and Stephenson et al. (2021), who project large layers the
+same way. A fixed seed per (cache seed, layer name) makes the matrix identical at every epoch, so changes
+across epochs come from the network and not from the projection.
+
+Why blocks
+----------
+A layer with ``d_in = 10^6`` features would need a ``10^6 × 5000`` matrix (20 GB). Instead ``W`` is
+defined row block by row block: block ``b`` (rows ``b·BLOCK_ROWS`` to ``(b+1)·BLOCK_ROWS``) is drawn from
+its own counter-based stream ``SeedSequence([seed, crc32(layer)], spawn_key=(b,))``, so any block can be
+regenerated on its own, and ``x @ W = Σ_b x[:, rows_b] @ W_b`` is accumulated one block at a time. Memory
+is one batch of activations plus one block plus the (batch, d_out) output. Blocks of matrices no larger
+than ``cache_bytes`` are kept for reuse across batches; larger matrices are regenerated per batch (the
+result is bitwise the same either way: same blocks, same summation order).
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from mftma.errors import InputError
+
+#: Rows of ``W`` drawn per block; part of the matrix's definition (changing it changes the matrix).
+BLOCK_ROWS = 512
+
+#: Default budget for keeping a projection matrix in memory between batches.
+DEFAULT_CACHE_BYTES = 256 * 2**20
+
+POOL_CHOICES = ("none", "mean")
+
+
+def layer_seed(seed: int, layer: str) -> list[int]:
+    """Entropy of a layer's projection matrix: the cache seed and a stable checksum of the layer name."""
+    return [int(seed), zlib.crc32(layer.encode("utf-8"))]
+
+
+class RandomProjection:
+    """Seeded Gaussian random projection ``x -> x @ W``, ``W`` of shape (in_features, out_features).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Input and output dimensions.
+    entropy : list of int
+        Seed of the matrix (see :func:`layer_seed`).
+    cache_bytes : int, optional
+        Keep the generated blocks between calls when the whole matrix takes at most this many bytes.
+
+    Examples
+    --------
+    >>> proj = RandomProjection(2000, 10, layer_seed(0, "conv1"))
+    >>> proj(np.ones((3, 2000), dtype=np.float32)).shape
+    (3, 10)
+    """
+
+    def __init__(self, in_features: int, out_features: int, entropy: list[int],
+                 cache_bytes: int = DEFAULT_CACHE_BYTES):
+        if in_features < 1 or out_features < 1:
+            raise InputError(f"projection dimensions must be positive, got {in_features} -> {out_features}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.entropy = list(entropy)
+        self._keep_blocks = 4 * self.in_features * self.out_features <= cache_bytes
+        self._blocks: dict[int, np.ndarray] = {}
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.in_features // BLOCK_ROWS)
+
+    def block(self, index: int) -> np.ndarray:
+        """Rows ``index·BLOCK_ROWS ...`` of ``W`` as float32, drawn from the block's own stream."""
+        if index in self._blocks:
+            return self._blocks[index]
+        rows = min(BLOCK_ROWS, self.in_features - index * BLOCK_ROWS)
+        stream = np.random.default_rng(np.random.SeedSequence(self.entropy, spawn_key=(index,)))
+        block = stream.standard_normal((rows, self.out_features), dtype=np.float32)
+        block *= np.float32(1.0 / np.sqrt(self.out_features))
+        if self._keep_blocks:
+            self._blocks[index] = block
+        return block
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Project a batch ``x`` of shape (batch, in_features); returns float32 (batch, out_features)."""
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise InputError(f"projection expects (batch, {self.in_features}) input, got {x.shape}")
+        out = np.zeros((x.shape[0], self.out_features), dtype=np.float32)
+        for index in range(self.n_blocks):
+            start = index * BLOCK_ROWS
+            out += x[:, start:start + BLOCK_ROWS] @ self.block(index)
+        return out
+
+    def matrix(self) -> np.ndarray:
+        """The whole matrix ``W`` (for tests and small layers only: it is in_features × out_features)."""
+        return np.concatenate([self.block(index) for index in range(self.n_blocks)])
+
+
+@dataclass(frozen=True)
+class LayerReduction:
+    """How one layer's activations are reduced before they are cached.
+
+    Attributes
+    ----------
+    layer : str
+        Analysis layer name.
+    shape : tuple of int
+        Original activation shape of one example (channels first).
+    pool : bool
+        Whether spatial dimensions are averaged per channel first.
+    projection_dim : int or None
+        Output dimension of the random projection, or None when the (pooled) features are stored as is.
+    seed : int
+        The cache seed (the layer's matrix is seeded by it and the layer name).
+    """
+
+    layer: str
+    shape: tuple[int, ...]
+    pool: bool
+    projection_dim: int | None
+    seed: int
+
+    @classmethod
+    def plan(cls, layer: str, shape: tuple[int, ...], projection_dim: int, pool: str = "none",
+             seed: int = 0) -> "LayerReduction":
+        """Choose the reduction of a layer of the given per-example shape.
+
+        Layers with at most ``projection_dim`` features are stored as is. Larger layers are averaged per
+        channel over their spatial dimensions first when ``pool == "mean"`` and they have any, and then
+        projected to ``projection_dim`` features if still larger.
+        """
+        if int(projection_dim) < 1:
+            raise InputError(f"projection_dim must be a positive integer, got {projection_dim}")
+        if pool not in POOL_CHOICES:
+            raise InputError(f"pool must be one of {POOL_CHOICES}, got {pool!r}")
+        shape = tuple(int(size) for size in shape)
+        features = int(np.prod(shape))
+        pooled = pool == "mean" and len(shape) >= 2 and features > projection_dim
+        reduced = shape[0] if pooled else features
+        return cls(layer, shape, pooled, int(projection_dim) if reduced > projection_dim else None, int(seed))
+
+    @property
+    def in_features(self) -> int:
+        """Features after pooling, before projection."""
+        return self.shape[0] if self.pool else int(np.prod(self.shape))
+
+    @property
+    def out_features(self) -> int:
+        """Features stored in the cache."""
+        return self.projection_dim or self.in_features
+
+    @property
+    def method(self) -> str:
+        steps = [name for name, used in (("pool", self.pool), ("projection", self.projection_dim)) if used]
+        return "+".join(steps) or "none"
+
+    def projection(self, cache_bytes: int = DEFAULT_CACHE_BYTES) -> RandomProjection | None:
+        """The layer's projection (None when there is none)."""
+        if self.projection_dim is None:
+            return None
+        return RandomProjection(self.in_features, self.projection_dim, layer_seed(self.seed, self.layer),
+                                cache_bytes)
+
+    def describe(self) -> dict:
+        """HDF5-friendly attributes recording this reduction."""
+        return {
+            "reduction": self.method,
+            "original_shape": np.asarray(self.shape, dtype=np.int64),
+            "pooled_features": self.in_features,
+            "features": self.out_features,
+            "projection_seed": np.asarray(layer_seed(self.seed, self.layer), dtype=np.int64)
+            if self.projection_dim else np.zeros(0, dtype=np.int64),
+            "projection_block_rows": BLOCK_ROWS,
+            "projection_scale": "1/sqrt(features)" if self.projection_dim else "",
+        }
+
+
+class BatchReducer:
+    """Applies a :class:`LayerReduction` to batches of activations (torch tensors), one batch at a time."""
+
+    def __init__(self, reduction: LayerReduction, cache_bytes: int = DEFAULT_CACHE_BYTES):
+        self.reduction = reduction
+        self._projection = reduction.projection(cache_bytes)
+
+    def __call__(self, activations) -> np.ndarray:
+        """Reduce a (batch, *shape) tensor to a float32 (batch, features) array."""
+        batch = activations.detach().float().cpu()
+        if tuple(batch.shape[1:]) != self.reduction.shape:
+            raise InputError(f"layer {self.reduction.layer!r} gave activations of shape "
+                             f"{tuple(batch.shape[1:])}, expected {self.reduction.shape}")
+        batch = batch.flatten(2).mean(2) if self.reduction.pool else batch.flatten(1)
+        features = batch.contiguous().numpy()
+        return features if self._projection is None else self._projection(features)
