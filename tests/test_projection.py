@@ -59,15 +59,15 @@ def test_plan_stores_small_layers_as_is_and_reduces_large_ones():
     assert small.method == "none" and small.out_features == 100 and small.projection() is None
     projected = LayerReduction.plan("conv", (8, 30), projection_dim=200)
     assert projected.method == "projection" and projected.in_features == 240 and projected.out_features == 200
-    pooled = LayerReduction.plan("conv", (8, 30), projection_dim=200, pool="mean")
+    pooled = LayerReduction.plan("conv", (8, 30), projection_dim=200, pool=True)
     assert pooled.method == "pool" and pooled.out_features == 8
-    both = LayerReduction.plan("conv", (300, 4, 4), projection_dim=200, pool="mean")
+    both = LayerReduction.plan("conv", (300, 4, 4), projection_dim=200, pool=True)
     assert both.method == "pool+projection" and both.in_features == 300 and both.out_features == 200
     assert both.describe()["original_shape"].tolist() == [300, 4, 4]
 
 
 def test_reducer_pools_per_channel_then_projects():
-    reduction = LayerReduction.plan("conv", (300, 2, 3), projection_dim=50, pool="mean", seed=1)
+    reduction = LayerReduction.plan("conv", (300, 2, 3), projection_dim=50, pool=True, seed=1)
     activations = torch.randn(6, 300, 2, 3)
     expected = activations.mean(dim=(2, 3)).numpy() @ reduction.projection().matrix()
     np.testing.assert_allclose(BatchReducer(reduction)(activations), expected, rtol=1e-4, atol=1e-5)
@@ -75,7 +75,7 @@ def test_reducer_pools_per_channel_then_projects():
 
 def test_bad_settings_and_shapes_raise_input_errors():
     with pytest.raises(InputError, match="pool"):
-        LayerReduction.plan("fc", (10,), projection_dim=5, pool="max")
+        LayerReduction.plan("fc", (10,), projection_dim=5, pool="mean")
     with pytest.raises(InputError, match="projection_dim"):
         LayerReduction.plan("fc", (10,), projection_dim=0)
     reducer = BatchReducer(LayerReduction.plan("fc", (10,), projection_dim=5))

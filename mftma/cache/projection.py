@@ -35,9 +35,6 @@ BLOCK_ROWS = 512
 #: Default budget for keeping a projection matrix in memory between batches.
 DEFAULT_CACHE_BYTES = 256 * 2**20
 
-POOL_CHOICES = ("none", "mean")
-
-
 def layer_seed(seed: int, layer: str) -> list[int]:
     """Entropy of a layer's projection matrix: the cache seed and a stable checksum of the layer name."""
     return [int(seed), zlib.crc32(layer.encode("utf-8"))]
@@ -128,21 +125,21 @@ class LayerReduction:
     seed: int
 
     @classmethod
-    def plan(cls, layer: str, shape: tuple[int, ...], projection_dim: int, pool: str = "none",
+    def plan(cls, layer: str, shape: tuple[int, ...], projection_dim: int, pool: bool = False,
              seed: int = 0) -> "LayerReduction":
         """Choose the reduction of a layer of the given per-example shape.
 
         Layers with at most ``projection_dim`` features are stored as is. Larger layers are averaged per
-        channel over their spatial dimensions first when ``pool == "mean"`` and they have any, and then
+        channel over their spatial dimensions first when ``pool`` is true and they have any, and then
         projected to ``projection_dim`` features if still larger.
         """
         if int(projection_dim) < 1:
             raise InputError(f"projection_dim must be a positive integer, got {projection_dim}")
-        if pool not in POOL_CHOICES:
-            raise InputError(f"pool must be one of {POOL_CHOICES}, got {pool!r}")
+        if not isinstance(pool, bool):
+            raise InputError(f"pool must be true or false, got {pool!r}")
         shape = tuple(int(size) for size in shape)
         features = int(np.prod(shape))
-        pooled = pool == "mean" and len(shape) >= 2 and features > projection_dim
+        pooled = pool and len(shape) >= 2 and features > projection_dim
         reduced = shape[0] if pooled else features
         return cls(layer, shape, pooled, int(projection_dim) if reduced > projection_dim else None, int(seed))
 

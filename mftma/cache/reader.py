@@ -1,0 +1,178 @@
+"""Read an activation cache written by :func:`mftma.cache.cache_activations`.
+
+HDF5 layout (``RUN_DIR/activations.h5``)::
+
+    /                         attrs: format, format_version, mftma_version, run_settings_hash,
+                              cache_settings (JSON: M, P, projection_dim, pool, seed), dataset, corruption,
+                              epsilon, seeds (JSON), model (JSON), config (JSON), run_metadata (JSON)
+    /samples/SUBSET/indices   (P*M,) int64 example indices into the subset's split, manifold by manifold
+    /samples/SUBSET/labels    (P*M,) int64 grouping label of each example (training label for "permuted")
+    /samples/SUBSET/classes   (P,) int64 the class of each manifold;  attrs: split ("train"/"test"), M, P
+    /layers/LAYER             attrs: index (position among the model's analysis layers), original_shape,
+                              reduction (none/pool/projection/pool+projection), pooled_features, features,
+                              projection_seed, projection_block_rows, projection_scale
+    /epoch_XXXX               attrs: epoch, weights_hash (of that checkpoint)
+    /epoch_XXXX/LAYER/SUBSET  float32 (P*M, N) features, rows in the sample's order (manifold p is rows
+                              p*M .. (p+1)*M); gzip-compressed chunks of one manifold;
+                              attrs: complete (True only once fully written), P, M
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from mftma.errors import DataFileError, InputError
+from mftma.experiments.config import SUBSETS
+
+CACHE_FILE = "activations.h5"
+FORMAT_NAME = "mftma-activation-cache"
+FORMAT_VERSION = 1
+#: HDF5 chunk cache of the open file, so batch writes that straddle chunks do not recompress them.
+CHUNK_CACHE_BYTES = 64 * 2**20
+
+_EPOCH_GROUP = re.compile(r"^epoch_(\d{4,})$")
+_JSON_ATTRS = ("cache_settings", "seeds", "model", "config", "run_metadata")
+
+
+def epoch_key(epoch: int) -> str:
+    """HDF5 group name of an epoch, e.g. ``epoch_0005``."""
+    return f"epoch_{epoch:04d}"
+
+
+def open_cache_file(path: Path, mode: str = "r") -> h5py.File:
+    """Open an activation cache, raising :class:`DataFileError` for files that are not one."""
+    try:
+        h5 = h5py.File(path, mode, rdcc_nbytes=CHUNK_CACHE_BYTES)
+    except FileNotFoundError:
+        raise DataFileError(f"activation cache {path} not found; create it with `mftma cache RUN_DIR`") from None
+    except OSError as error:
+        raise DataFileError(f"{path} is not a readable HDF5 file (corrupt or truncated?): {error}. "
+                            "Rerun `mftma cache --rebuild` to move it aside and start anew.") from None
+    if h5.attrs.get("format") != FORMAT_NAME:
+        h5.close()
+        raise DataFileError(f"{path} is an HDF5 file but not an mftma activation cache (no "
+                            f"format={FORMAT_NAME!r} attribute)")
+    if int(h5.attrs.get("format_version", -1)) > FORMAT_VERSION:
+        h5.close()
+        raise DataFileError(f"{path} uses cache format version {h5.attrs['format_version']}, newer than "
+                            f"this mftma understands ({FORMAT_VERSION}); upgrade mftma")
+    return h5
+
+
+class ActivationCache:
+    """Read-only access to an activation cache, in the estimator's and the probes' layouts.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The cache file, or a run directory holding ``activations.h5``.
+
+    Examples
+    --------
+    >>> with ActivationCache("runs/default") as cache:                      # doctest: +SKIP
+    ...     manifolds = cache.manifolds(cache.epochs[-1], cache.layers[-1], "permuted")
+    ...     X, labels = cache.features(cache.epochs[-1], "input", "test")
+    """
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        self.path = path / CACHE_FILE if path.is_dir() else path
+        self._h5 = open_cache_file(self.path, "r")
+
+    def __enter__(self) -> ActivationCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._h5.close()
+
+    @property
+    def metadata(self) -> dict:
+        """The file's root attributes, JSON-valued ones decoded."""
+        attrs = dict(self._h5.attrs)
+        return {key: json.loads(value) if key in _JSON_ATTRS else _plain(value) for key, value in attrs.items()}
+
+    @property
+    def epochs(self) -> list[int]:
+        """Epochs with at least one entry, ascending."""
+        return sorted(int(match.group(1)) for match in map(_EPOCH_GROUP.match, self._h5) if match)
+
+    @property
+    def layers(self) -> list[str]:
+        """Cached layers in the model's order."""
+        layers = self._h5.get("layers", {})
+        return sorted(layers, key=lambda name: int(layers[name].attrs["index"]))
+
+    @property
+    def subsets(self) -> list[str]:
+        """Cached subsets (those with a recorded sample), in the order unpermuted, permuted, restored, test."""
+        return sorted(self._h5.get("samples", {}), key=SUBSETS.index)
+
+    def layer_info(self, layer: str) -> dict:
+        """Original shape and reduction of a layer (the ``/layers/LAYER`` attributes)."""
+        self._check_name("layer", layer, self.layers)
+        return {key: _plain(value) for key, value in self._h5["layers"][layer].attrs.items()}
+
+    def sample(self, subset: str) -> dict:
+        """The example sample of a subset: ``indices``, ``labels``, ``classes`` arrays, ``split``, ``M``, ``P``."""
+        self._check_name("subset", subset, self.subsets)
+        group = self._h5["samples"][subset]
+        return {**{key: group[key][()] for key in group}, **{key: _plain(v) for key, v in group.attrs.items()}}
+
+    def entries(self) -> pd.DataFrame:
+        """One row per stored entry: epoch, layer, layer_index, subset, N, P, M, complete."""
+        rows = []
+        layer_index = {name: index for index, name in enumerate(self.layers)}
+        for epoch in self.epochs:
+            group = self._h5[epoch_key(epoch)]
+            for layer in group:
+                for subset, data in group[layer].items():
+                    rows.append({"epoch": epoch, "layer": layer, "layer_index": layer_index.get(layer, -1),
+                                 "subset": subset, "N": data.shape[1], "P": int(data.attrs["P"]),
+                                 "M": int(data.attrs["M"]), "complete": bool(data.attrs.get("complete", False))})
+        columns = ["epoch", "layer", "layer_index", "subset", "N", "P", "M", "complete"]
+        return pd.DataFrame(rows, columns=columns).sort_values(["epoch", "layer_index", "subset"], ignore_index=True)
+
+    def features(self, epoch: int, layer: str, subset: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, labels)``: float32 features (P*M, N), one row per example, and each row's grouping label."""
+        data = self._entry(epoch, layer, subset)
+        return data[()], self._h5["samples"][subset]["labels"][()]
+
+    def manifolds(self, epoch: int, layer: str, subset: str) -> list[np.ndarray]:
+        """The P class manifolds of one entry, each a float32 (N, M) array: the estimator's layout."""
+        data = self._entry(epoch, layer, subset)
+        P, M = int(data.attrs["P"]), int(data.attrs["M"])
+        stacked = data[()].reshape(P, M, data.shape[1])
+        return [np.ascontiguousarray(manifold.T) for manifold in stacked]
+
+    def _entry(self, epoch: int, layer: str, subset: str):
+        self._check_name("epoch", epoch, self.epochs)
+        self._check_name("layer", layer, self.layers)
+        self._check_name("subset", subset, self.subsets)
+        group = self._h5[epoch_key(epoch)]
+        if layer not in group or subset not in group[layer]:
+            raise DataFileError(f"{self.path} has no entry for epoch {epoch}, layer {layer!r}, subset "
+                                f"{subset!r}; run `mftma cache` with them to add it")
+        data = group[layer][subset]
+        if not data.attrs.get("complete", False):
+            raise DataFileError(f"{self.path}: the entry for epoch {epoch}, layer {layer!r}, subset {subset!r} "
+                                "is incomplete (an interrupted run); rerun `mftma cache` to finish it")
+        return data
+
+    def _check_name(self, kind: str, name, valid: list) -> None:
+        if name not in valid:
+            raise InputError(f"unknown {kind} {name!r} in {self.path}; valid {kind}s: {valid}")
+
+
+def _plain(value):
+    """HDF5 attribute values as plain Python values (arrays as lists)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value

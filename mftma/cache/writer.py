@@ -1,0 +1,323 @@
+"""Write a run's activation cache, ``RUN_DIR/activations.h5`` (layout in :mod:`mftma.cache.reader`).
+
+The file is created atomically (its header and samples go to a temporary file that is renamed into place).
+Each entry ``/epoch_XXXX/LAYER/SUBSET`` is created with ``complete = False``, filled batch by batch and
+only then marked ``complete = True`` and flushed, so an interrupted run leaves finished entries valid:
+rerunning deletes and redoes only unfinished entries and never rewrites finished ones. The run's settings
+hash, the cache settings, the sample indices, the layers' shapes and reductions and every epoch's weights
+hash are recorded; a mismatch with the run raises :class:`~mftma.errors.DataFileError` (``rebuild=True``
+moves the stale file aside and starts a new one).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import mftma
+from mftma.cache.projection import DEFAULT_CACHE_BYTES, BatchReducer, LayerReduction
+from mftma.cache.reader import CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_key, open_cache_file
+from mftma.errors import DataFileError, InputError
+
+#: Target size of one compressed chunk (bytes); a chunk holds up to one manifold's M rows.
+CHUNK_BYTES = 2**20
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Resolved settings of one caching run (the config's ``cache`` section with overrides applied)."""
+
+    epochs: tuple[int, ...]
+    layers: tuple[str, ...]
+    analysis_layers: tuple[str, ...]
+    subsets: tuple[str, ...]
+    M: int
+    P: int | None
+    projection_dim: int
+    pool: bool
+    seed: int
+    batch_size: int
+
+    def content_key(self) -> str:
+        """JSON of the settings that change what an entry holds (epochs, layers and subsets only add entries)."""
+        keys = ("M", "P", "projection_dim", "pool", "seed")
+        return json.dumps({key: asdict(self)[key] for key in keys}, sort_keys=True)
+
+
+def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=None, projection_dim=None,
+                      pool=None, rebuild=False, progress=True, cache_bytes=DEFAULT_CACHE_BYTES) -> Path:
+    """Cache the activations of a run's analysis layers for fixed example samples at its checkpoints.
+
+    Parameters
+    ----------
+    run : mftma.experiments.run.Run
+        The trained run.
+    epochs, layers, subsets : sequence, optional
+        Checkpoint epochs (default all), analysis layers and subsets (defaults from the run's cache config).
+    M, P, projection_dim, pool : optional
+        Examples per manifold, number of classes (None: all), the largest stored feature dimension, and
+        per-channel spatial mean pooling of large layers (defaults from the run's cache config).
+    rebuild : bool
+        Move an existing (e.g. stale) cache aside to ``activations.stale-<time>.h5`` and start anew.
+    progress : bool
+        Show a progress bar over the entries (epoch × subset × layer).
+    cache_bytes : int
+        Memory budget for keeping a layer's projection matrix between batches.
+
+    Returns
+    -------
+    pathlib.Path
+        ``RUN_DIR/activations.h5``.
+
+    Raises
+    ------
+    InputError
+        Unknown epochs, layers or subsets, or invalid settings.
+    DataFileError
+        The existing cache is corrupt, foreign or stale, or writing failed (e.g. disk full); entries
+        already marked complete stay valid.
+    """
+    settings = resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool)
+    samples = _draw_samples(run, settings)
+    path = Path(run.path) / CACHE_FILE
+    if rebuild and path.exists():
+        _move_aside(path)
+    if not path.exists():
+        _create(path, run, settings)
+    with open_cache_file(path, "r+") as h5:
+        _check_fresh(h5, path, run, settings)
+        _store_samples(h5, path, samples)
+        _EpochWriter(h5, run, settings, samples, cache_bytes, progress).write_all()
+    return path
+
+
+def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool) -> CacheSettings:
+    """Apply overrides to the run's cache config and check epochs, layers and subsets against the run."""
+    config = run.config.cache
+    available = list(run.checkpoint_epochs())
+    epochs = available if epochs is None else sorted({int(epoch) for epoch in epochs})
+    _check_known("epoch", epochs, available)
+    known_layers = list(run.load_model(available[-1]).analysis_layers) if available else []
+    layers = config.layers if layers is None else layers
+    layers = known_layers if layers == "all" else list(layers)
+    _check_known("layer", layers, known_layers)
+    chosen = config.__class__(  # the config's own validation checks the overrides
+        layers=tuple(layers), subsets=config.subsets if subsets is None else subsets, M=config.M if M is None else M,
+        P=config.P if P is None else P, pool=config.pool if pool is None else pool,
+        projection_dim=config.projection_dim if projection_dim is None else projection_dim,
+        seed=config.seed, batch_size=config.batch_size,
+    )
+    return CacheSettings(tuple(epochs), chosen.layers, tuple(known_layers), chosen.subsets, chosen.M, chosen.P,
+                         chosen.projection_dim, chosen.pool, chosen.seed, chosen.batch_size)
+
+
+def _check_known(kind, requested, known):
+    unknown = [name for name in requested if name not in known]
+    if unknown or not requested:
+        problem = f"unknown {kind}(s) {unknown}" if unknown else f"no {kind}s to cache"
+        raise InputError(f"{problem}; valid {kind}s: {list(known)}")
+
+
+def _draw_samples(run, settings):
+    from mftma.experiments.subsets import sample_subsets
+
+    dataset = run.dataset()
+    return sample_subsets(run.corruption(), np.asarray(dataset.y_test), dataset.num_classes, M=settings.M,
+                          P=settings.P, seed=settings.seed, subsets=settings.subsets)
+
+
+def _move_aside(path: Path) -> Path:
+    target = path.with_name(f"{path.stem}.stale-{time.strftime('%Y%m%dT%H%M%S')}{path.suffix}")
+    os.replace(path, target)
+    return target
+
+
+def _create(path: Path, run, settings: CacheSettings) -> None:
+    """Write a cache file holding only the header, atomically."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        with h5py.File(temporary, "w") as h5:
+            h5.attrs.update(_header(run, settings))
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise DataFileError(f"cannot create the activation cache {path}: {error}") from None
+
+
+def _header(run, settings: CacheSettings) -> dict:
+    metadata = run.metadata if isinstance(run.metadata, dict) else {}
+    config = run.config
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "mftma_version": mftma.__version__,
+        "run_settings_hash": config.settings_hash(),
+        "cache_settings": settings.content_key(),
+        "dataset": config.data.name,
+        "corruption": config.corruption.kind,
+        "epsilon": config.corruption.fraction,
+        "seeds": json.dumps({"data": config.data.seed, "corruption": config.corruption.seed,
+                             "training": config.training.seed, "cache": settings.seed}),
+        "model": json.dumps(config.to_dict()["model"]),
+        "config": json.dumps(config.to_dict()),
+        "run_metadata": json.dumps(metadata, default=str),
+    }
+
+
+def _check_fresh(h5, path, run, settings: CacheSettings) -> None:
+    stored, current = h5.attrs["run_settings_hash"], run.config.settings_hash()
+    if stored != current:
+        raise DataFileError(f"stale activation cache {path}: it was written for run settings {stored}, the "
+                            f"run now has {current}. Rerun with --rebuild (the old file is moved aside).")
+    if h5.attrs["cache_settings"] != settings.content_key():
+        raise DataFileError(f"activation cache {path} holds settings {h5.attrs['cache_settings']}, requested "
+                            f"{settings.content_key()}. Rerun with --rebuild to start a new cache with them.")
+
+
+def _store_samples(h5, path, samples) -> None:
+    """Record each subset's sample, or check it equals the one recorded before."""
+    group = h5.require_group("samples")
+    for name, sample in samples.items():
+        arrays = {"indices": sample.indices, "labels": sample.labels, "classes": sample.classes}
+        if name in group:
+            if not all(np.array_equal(group[name][key][()], value) for key, value in arrays.items()):
+                raise DataFileError(f"stale activation cache {path}: the {name!r} sample differs from the one "
+                                    "recorded. Rerun with --rebuild (the old file is moved aside).")
+            continue
+        entry = group.create_group(name)
+        for key, value in arrays.items():
+            entry.create_dataset(key, data=np.asarray(value, dtype=np.int64))
+        entry.attrs.update({"split": sample.split, "M": int(sample.M), "P": len(sample.classes)})
+    _flush(h5)
+
+
+def _flush(h5) -> None:
+    try:
+        h5.flush()
+    except OSError as error:
+        raise _write_error(h5, error) from None
+
+
+def _write_error(h5, error) -> DataFileError:
+    return DataFileError(f"writing the activation cache {h5.filename} failed ({error}); is the disk full? "
+                         "Entries marked complete so far stay valid; free space and rerun to resume.")
+
+
+class _EpochWriter:
+    """Fills the missing entries of every requested epoch, one forward pass per batch for all layers."""
+
+    def __init__(self, h5, run, settings, samples, cache_bytes, progress):
+        self.h5, self.run, self.settings, self.samples = h5, run, settings, samples
+        self.cache_bytes = cache_bytes
+        self.reducers: dict[str, BatchReducer] = {}
+        self.dataset = run.dataset()
+        total = len(settings.epochs) * len(settings.layers) * len(settings.subsets)
+        self.bar = tqdm(total=total, unit="entry", desc="caching", disable=not progress)
+
+    def write_all(self) -> None:
+        with self.bar:
+            for epoch in self.settings.epochs:
+                self.write_epoch(epoch)
+
+    def write_epoch(self, epoch: int) -> None:
+        group = self._epoch_group(epoch)
+        pending = {subset: self._pending_layers(group, subset) for subset in self.settings.subsets}
+        self.bar.update(sum(len(self.settings.layers) - len(layers) for layers in pending.values()))
+        if not any(pending.values()):
+            return
+        model = self.run.load_model(epoch).eval()
+        for subset, layers in pending.items():
+            if layers:
+                self.bar.set_description(f"epoch {epoch} {subset}")
+                self._write_subset(group, model, subset, layers)
+                self.bar.update(len(layers))
+
+    def _epoch_group(self, epoch: int):
+        weights_hash = self.run.weights_hash(epoch)
+        name = epoch_key(epoch)
+        if name in self.h5:
+            stored = self.h5[name].attrs["weights_hash"]
+            if stored != weights_hash:
+                raise DataFileError(
+                    f"stale activation cache {self.h5.filename}: epoch {epoch}'s checkpoint has weights hash "
+                    f"{weights_hash}, the cache recorded {stored}. Rerun with --rebuild (the old file is "
+                    "moved aside).")
+            return self.h5[name]
+        group = self.h5.create_group(name)
+        group.attrs.update({"epoch": epoch, "weights_hash": weights_hash})
+        return group
+
+    def _pending_layers(self, group, subset: str) -> list[str]:
+        """Layers whose entry is missing or unfinished; unfinished entries are deleted to be redone."""
+        pending = []
+        for layer in self.settings.layers:
+            entry = f"{layer}/{subset}"
+            if entry in group and not group[entry].attrs.get("complete", False):
+                del group[entry]
+            if entry not in group:
+                pending.append(layer)
+        return pending
+
+    def _write_subset(self, group, model, subset: str, layers: list[str]) -> None:
+        sample = self.samples[subset]
+        inputs = self.dataset.x_train if sample.split == "train" else self.dataset.x_test
+        device = next(model.parameters()).device
+        entries = {}
+        try:
+            for start in range(0, len(sample.indices), self.settings.batch_size):
+                rows = sample.indices[start:start + self.settings.batch_size]
+                with torch.no_grad():
+                    batch = model.activations(inputs[torch.as_tensor(rows)].to(device), layers)
+                for layer in layers:
+                    features = self._reducer(layer, tuple(batch[layer].shape[1:]))(batch[layer])
+                    if layer not in entries:
+                        entries[layer] = self._create_entry(group, layer, subset, sample, features.shape[1])
+                    entries[layer][start:start + len(rows)] = features
+            for entry in entries.values():
+                entry.attrs["complete"] = True
+            self.h5.flush()
+        except DataFileError:
+            raise
+        except OSError as error:
+            raise _write_error(self.h5, error) from None
+
+    def _reducer(self, layer: str, shape: tuple[int, ...]) -> BatchReducer:
+        """The layer's reduction, planned once and checked against the one the file recorded."""
+        if layer not in self.reducers:
+            settings = self.settings
+            reduction = LayerReduction.plan(layer, shape, settings.projection_dim, settings.pool, settings.seed)
+            self._record_layer(reduction)
+            self.reducers[layer] = BatchReducer(reduction, self.cache_bytes)
+        return self.reducers[layer]
+
+    def _record_layer(self, reduction: LayerReduction) -> None:
+        layers = self.h5.require_group("layers")
+        description = reduction.describe()
+        if reduction.layer in layers:
+            stored = layers[reduction.layer].attrs
+            if any(not np.array_equal(stored[key], value) for key, value in description.items()):
+                raise DataFileError(f"stale activation cache {self.h5.filename}: layer {reduction.layer!r} "
+                                    "changed shape or reduction. Rerun with --rebuild.")
+            return
+        entry = layers.create_group(reduction.layer)
+        entry.attrs.update(description)
+        entry.attrs["index"] = self.settings.analysis_layers.index(reduction.layer)
+
+    def _create_entry(self, group, layer: str, subset: str, sample, features: int):
+        rows = len(sample.indices)
+        chunk_rows = min(sample.M, rows)
+        chunk_cols = max(1, min(features, CHUNK_BYTES // (4 * chunk_rows)))
+        entry = group.require_group(layer).create_dataset(
+            subset, shape=(rows, features), dtype=np.float32, chunks=(chunk_rows, chunk_cols),
+            compression="gzip", compression_opts=1, shuffle=True)
+        entry.attrs.update({"complete": False, "P": len(sample.classes), "M": int(sample.M)})
+        return entry
