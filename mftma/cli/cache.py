@@ -1,0 +1,58 @@
+"""``mftma cache RUN_DIR``: record every analysed layer's activations at the run's checkpoints in HDF5."""
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Cache the activations of a trained run (written by `mftma train`) in RUN_DIR/activations.h5: for each
+checkpoint epoch and analysis layer, the features of a fixed sample of P classes x M examples for each
+subset (unpermuted; permuted, grouped by training label; restored, the same examples grouped by true label;
+test). Layers with more than --projection-dim features are reduced by a seeded Gaussian random projection
+(the same matrix at every epoch), optionally after per-channel spatial mean pooling (--pool). Defaults come
+from the `cache` section of the run's config.
+
+The command is resumable: an interrupted run keeps every finished entry, and rerunning it completes only
+the missing ones. A cache written for other run settings, samples or reduction, or for a checkpoint whose
+weights changed, is refused as stale; --rebuild moves it aside (activations.stale-<time>.h5) and starts anew.
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "cache", help="cache layer activations of a trained run in HDF5", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `mftma train`")
+    parser.add_argument("--epochs", nargs="+", type=int, metavar="EPOCH",
+                        help="checkpoint epochs to cache (default: every checkpoint)")
+    parser.add_argument("--layers", nargs="+", metavar="LAYER",
+                        help="analysis layer names, e.g. input conv1 logits (default: config cache.layers)")
+    parser.add_argument("--subsets", nargs="+", metavar="SUBSET",
+                        help="subsets among unpermuted, permuted, restored, test (default: config cache.subsets)")
+    parser.add_argument("--M", type=int, help="examples per class manifold (default: config cache.M, 50)")
+    parser.add_argument("--P", type=int, help="number of classes (default: config cache.P; all classes)")
+    parser.add_argument("--projection-dim", type=int, metavar="N",
+                        help="largest stored feature dimension; larger layers are randomly projected to N "
+                             "(default: config cache.projection_dim, 5000)")
+    parser.add_argument("--pool", action=argparse.BooleanOptionalAction, default=None,
+                        help="average each channel of layers larger than --projection-dim over its spatial "
+                             "positions before projecting (default: config cache.pool)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="move an existing (e.g. stale) cache aside and write a new one")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mftma.cache import ActivationCache, cache_activations
+    from mftma.experiments.run import Run
+
+    path = cache_activations(
+        Run(args.run_dir), epochs=args.epochs, layers=args.layers, subsets=args.subsets, M=args.M, P=args.P,
+        projection_dim=args.projection_dim, pool=args.pool, rebuild=args.rebuild, progress=args.progress,
+    )
+    with ActivationCache(path) as cache:
+        entries = cache.entries()
+        print(f"{path}: {int(entries['complete'].sum())} complete entries, {len(cache.epochs)} epochs x "
+              f"{len(cache.layers)} layers x {len(cache.subsets)} subsets")
+    return 0
