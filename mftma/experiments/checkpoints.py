@@ -1,0 +1,117 @@
+"""Checkpoint files of a run directory: the schedule, their names, and atomic writes.
+
+``RUN_DIR/checkpoints/epoch_XXXX.pt`` holds ``{"epoch": int, "model": state_dict}`` for each scheduled
+epoch (0 is the initialisation). ``RUN_DIR/checkpoints/resume.pt`` is rewritten after every epoch with
+everything needed to continue bit-identically (model, optimizer, random states, epoch). Every file is
+written to a temporary file in the same folder and then renamed over its target, so a reader never sees a
+half-written file and an interrupted write leaves the previous file intact.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mftma.errors import DataFileError
+
+CHECKPOINT_DIR = "checkpoints"
+RESUME_FILE = "resume.pt"
+_CHECKPOINT_NAME = re.compile(r"^epoch_(\d{4,})\.pt$")
+
+
+def checkpoint_schedule(spec: str | Sequence[int], epochs: int, log_count: int = 30) -> list[int]:
+    """Epochs to checkpoint out of ``0..epochs``; always includes 0 and ``epochs``.
+
+    Parameters
+    ----------
+    spec : "all", "log" or sequence of int
+        Every epoch; about ``log_count`` log-spaced epochs (dense early, where training changes fast);
+        or the given epochs (those beyond ``epochs`` are dropped).
+    epochs : int
+        Number of training epochs.
+
+    Examples
+    --------
+    >>> checkpoint_schedule("log", 100, log_count=8)
+    [0, 1, 2, 4, 7, 14, 27, 52, 100]
+    """
+    if spec == "all":
+        chosen = range(epochs + 1)
+    elif spec == "log":
+        chosen = np.unique(np.round(np.geomspace(1, epochs, log_count)).astype(int)).tolist()
+    else:
+        chosen = [epoch for epoch in spec if epoch <= epochs]
+    return sorted({0, epochs, *chosen})
+
+
+def checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
+    """``RUN_DIR/checkpoints/epoch_XXXX.pt``."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"epoch_{epoch:04d}.pt"
+
+
+def resume_path(run_dir: str | Path) -> Path:
+    """``RUN_DIR/checkpoints/resume.pt``."""
+    return Path(run_dir) / CHECKPOINT_DIR / RESUME_FILE
+
+
+def checkpoint_epochs(run_dir: str | Path) -> list[int]:
+    """Epochs with a complete checkpoint file (temporary files of interrupted writes are ignored)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    matches = (_CHECKPOINT_NAME.match(path.name) for path in folder.iterdir())
+    return sorted(int(match.group(1)) for match in matches if match)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(temporary_path)`` and rename the result to ``path``.
+
+    Raises
+    ------
+    DataFileError
+        Writing failed (e.g. the disk is full); ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary name keeps the suffix (numpy's savez appends ".npz" otherwise) and starts with a dot.
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
+                                             dir=path.parent)
+    os.close(descriptor)
+    try:
+        write(Path(temporary))
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise DataFileError(
+            f"could not write {path}: {error.strerror or error}; the previous version of the file is intact"
+        ) from error
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """``torch.save`` that never leaves a half-written file at ``path``."""
+    atomic_write(path, lambda temporary: torch.save(obj, temporary))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically."""
+    atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
+def load_torch_file(path: str | Path) -> dict:
+    """``torch.load(path, weights_only=True)`` onto the CPU, with a :class:`DataFileError` if unreadable."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataFileError(f"checkpoint file {path} does not exist") from None
+    except Exception as error:  # torch raises many types for corrupt or foreign files
+        raise DataFileError(f"checkpoint file {path} is corrupt or not an mftma checkpoint: {error}") from None
