@@ -1,0 +1,260 @@
+import argparse
+import errno
+import hashlib
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import mftma.cache.writer as writer
+from mftma.cache import ActivationCache, cache_activations
+from mftma.cache.projection import BatchReducer, LayerReduction
+from mftma.cli import cache as cache_cli
+from mftma.errors import DataFileError, InputError
+from mftma.experiments.config import RunConfig
+from mftma.experiments.models import build_model
+
+
+@dataclass
+class SubsetSample:
+    subset: str
+    split: str
+    indices: np.ndarray
+    labels: np.ndarray
+    classes: np.ndarray
+    M: int
+
+
+class TinyRun:
+    """A duck-typed Run: an MLP on random 40-d inputs, one seeded model per epoch."""
+
+    def __init__(self, path, epochs=3):
+        self.path = Path(path)
+        self.path.mkdir(parents=True)
+        self.config = RunConfig.from_dict({"model": {"name": "mlp", "options": {"hidden": [24, 16]}},
+                                           "cache": {"M": 4, "P": 3, "batch_size": 5}})
+        self.metadata = {"dataset": "tiny"}
+        self.weights_salt = ""
+        generator = torch.Generator().manual_seed(0)
+        self._data = types.SimpleNamespace(
+            x_train=torch.randn(60, 40, generator=generator), x_test=torch.randn(30, 40, generator=generator),
+            y_test=torch.arange(30) % 3, num_classes=3)
+        self._epochs = list(range(epochs))
+
+    def checkpoint_epochs(self):
+        return self._epochs
+
+    def load_model(self, epoch):
+        return build_model("mlp", (40,), 3, seed=epoch, **self.config.model.options).eval()
+
+    def weights_hash(self, epoch):
+        return hashlib.sha256(f"{epoch}{self.weights_salt}".encode()).hexdigest()
+
+    def dataset(self):
+        return self._data
+
+    def corruption(self):
+        return None
+
+
+def tiny_samples(run, settings):
+    rng = np.random.default_rng(settings.seed)
+    samples = {}
+    for subset in settings.subsets:
+        split = "test" if subset == "test" else "train"
+        size = len(run.dataset().x_test if split == "test" else run.dataset().x_train)
+        indices = rng.choice(size, settings.P * settings.M, replace=False)
+        labels = np.repeat(np.arange(settings.P), settings.M)
+        samples[subset] = SubsetSample(subset, split, indices, labels, np.arange(settings.P), settings.M)
+    return samples
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer, "_draw_samples", tiny_samples)
+    return TinyRun(tmp_path / "run")
+
+
+def _contents(path):
+    """Every entry's data, the samples and the layer records of a cache, for equality checks."""
+    with ActivationCache(path) as cache:
+        data = {(row.epoch, row.layer, row.subset): cache.features(row.epoch, row.layer, row.subset)[0]
+                for row in cache.entries().itertuples()}
+        return data, {s: cache.sample(s) for s in cache.subsets}, {name: cache.layer_info(name) for name in cache.layers}
+
+
+def _assert_same_contents(path, other):
+    (data, samples, layers), (data2, samples2, layers2) = _contents(path), _contents(other)
+    assert data.keys() == data2.keys()
+    for key in data:
+        np.testing.assert_array_equal(data[key], data2[key])
+    assert layers == layers2
+    assert samples.keys() == samples2.keys()
+    for name in samples:
+        for key, value in samples[name].items():
+            np.testing.assert_array_equal(value, samples2[name][key])
+
+
+def test_reader_layout_equals_direct_model_activations(run):
+    path = cache_activations(run, progress=False)
+    with ActivationCache(run.path) as cache:
+        assert cache.epochs == [0, 1, 2] and cache.layers == ["input", "fc1", "fc2", "logits"]
+        assert cache.subsets == ["unpermuted", "permuted", "restored", "test"]
+        entries = cache.entries()
+        assert len(entries) == 3 * 4 * 4 and entries["complete"].all()
+        assert set(entries["P"]) == {3} and set(entries["M"]) == {4}
+        for epoch in cache.epochs:
+            model = run.load_model(epoch)
+            for subset in cache.subsets:
+                sample = cache.sample(subset)
+                inputs = run.dataset().x_test if sample["split"] == "test" else run.dataset().x_train
+                direct = model.activations(inputs[sample["indices"]], cache.layers)
+                for layer in cache.layers:
+                    expected = direct[layer].detach().numpy()
+                    manifolds = cache.manifolds(epoch, layer, subset)
+                    assert len(manifolds) == 3 and manifolds[0].shape == (expected.shape[1], 4)
+                    for p, manifold in enumerate(manifolds):
+                        np.testing.assert_allclose(manifold, expected[4 * p:4 * (p + 1)].T, rtol=1e-5, atol=1e-6)
+                    X, labels = cache.features(epoch, layer, subset)
+                    np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)
+                    np.testing.assert_array_equal(labels, sample["labels"])
+        metadata = cache.metadata
+    assert metadata["format"] == "mftma-activation-cache" and metadata["run_settings_hash"] == run.config.settings_hash()
+    assert metadata["cache_settings"]["M"] == 4 and metadata["model"]["name"] == "mlp"
+    with h5py.File(path) as h5:
+        assert h5["epoch_0001"].attrs["weights_hash"] == run.weights_hash(1)
+        assert h5["epoch_0001/fc1/test"].dtype == np.float32 and h5["epoch_0001/fc1/test"].compression == "gzip"
+
+
+def test_large_layers_are_projected_with_the_same_matrix_at_every_epoch(run):
+    cache_activations(run, layers=["fc1", "logits"], subsets=["test"], projection_dim=10, progress=False)
+    with ActivationCache(run.path) as cache:
+        info = cache.layer_info("fc1")
+        assert info["reduction"] == "projection" and info["original_shape"] == [24] and info["features"] == 10
+        assert cache.layer_info("logits")["reduction"] == "none"
+        matrix = LayerReduction.plan("fc1", (24,), 10, seed=0).projection().matrix()
+        x = run.dataset().x_test[cache.sample("test")["indices"]]
+        for epoch in cache.epochs:
+            expected = run.load_model(epoch).activations(x, ["fc1"])["fc1"].detach().numpy() @ matrix
+            np.testing.assert_allclose(cache.features(epoch, "fc1", "test")[0], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, tmp_path, monkeypatch, seed):
+    reference = TinyRun(tmp_path / "reference")
+    cache_activations(reference, progress=False)
+    calls = 3 * 4 * 3  # epochs x subsets x batches (12 examples in batches of 5)
+    kill_at = int(np.random.default_rng(seed).integers(1, calls * 4))  # x layers reduced per batch
+    original = BatchReducer.__call__
+    counter = iter(range(kill_at))
+
+    def dying(self, activations):
+        if next(counter, None) is None:
+            raise KeyboardInterrupt
+        return original(self, activations)
+
+    monkeypatch.setattr(BatchReducer, "__call__", dying)
+    with pytest.raises(KeyboardInterrupt):
+        cache_activations(run, progress=False)
+    monkeypatch.setattr(BatchReducer, "__call__", original)
+    with ActivationCache(run.path) as cache:
+        entries = cache.entries()
+        finished = {(r.epoch, r.layer, r.subset) for r in entries.itertuples() if r.complete}
+        for row in entries[~entries["complete"]].itertuples():
+            with pytest.raises(DataFileError, match="incomplete"):
+                cache.manifolds(row.epoch, row.layer, row.subset)
+    created = []
+    create_entry = writer._EpochWriter._create_entry
+
+    def logging_create(self, group, layer, subset, sample, features):
+        created.append((int(group.attrs["epoch"]), layer, subset))
+        return create_entry(self, group, layer, subset, sample, features)
+
+    monkeypatch.setattr(writer._EpochWriter, "_create_entry", logging_create)
+    cache_activations(run, progress=False)
+    assert not finished & set(created) and len(finished) + len(created) == 48
+    _assert_same_contents(run.path / "activations.h5", reference.path / "activations.h5")
+
+
+def test_stale_caches_are_refused_and_rebuild_moves_them_aside(run):
+    path = cache_activations(run, epochs=[0, 1], subsets=["test"], progress=False)
+    run.weights_salt = "retrained"
+    with pytest.raises(DataFileError, match="stale.*epoch 0.*weights hash"):
+        cache_activations(run, epochs=[0, 1], subsets=["test"], progress=False)
+    run.weights_salt = ""
+    with pytest.raises(DataFileError, match="--rebuild"):
+        cache_activations(run, epochs=[0], subsets=["test"], M=3, progress=False)
+    run.config = run.config.replace(training={"lr": 0.5})
+    with pytest.raises(DataFileError, match="stale.*run settings"):
+        cache_activations(run, epochs=[0], subsets=["test"], progress=False)
+    old = path.read_bytes()
+    cache_activations(run, epochs=[2], subsets=["test"], rebuild=True, progress=False)
+    (moved,) = path.parent.glob("activations.stale-*.h5")
+    assert moved.read_bytes() == old
+    with ActivationCache(path) as cache:
+        assert cache.epochs == [2]
+
+
+def test_corrupt_and_foreign_files_raise_data_file_errors_and_stay_untouched(run):
+    path = run.path / "activations.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 10)
+    for attempt in (lambda: ActivationCache(path), lambda: cache_activations(run, progress=False)):
+        with pytest.raises(DataFileError, match="activations.h5.*not a readable HDF5"):
+            attempt()
+    assert path.read_bytes().endswith(b"garbage")
+    with h5py.File(path, "w") as h5:
+        h5["x"] = np.arange(3)
+    with pytest.raises(DataFileError, match="not an mftma activation cache"):
+        cache_activations(run, progress=False)
+    with pytest.raises(DataFileError, match="not found"):
+        ActivationCache(run.path / "missing.h5")
+
+
+def test_a_full_disk_gives_a_clear_error_and_keeps_complete_entries(run, monkeypatch):
+    cache_activations(run, epochs=[0], subsets=["test"], progress=False)
+    original = h5py.Dataset.__setitem__
+
+    def full(self, key, value):
+        if "epoch_0001" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, key, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", full)
+    with pytest.raises(DataFileError, match="disk full"):
+        cache_activations(run, epochs=[0, 1], subsets=["test"], progress=False)
+    with ActivationCache(run.path) as cache:
+        assert cache.manifolds(0, "fc2", "test")[0].shape == (16, 4)
+
+
+def test_unknown_names_list_the_valid_ones(run):
+    with pytest.raises(InputError, match=r"unknown layer.*\['conv9'\].*valid layers: \['input', 'fc1'"):
+        cache_activations(run, layers=["conv9"], progress=False)
+    with pytest.raises(InputError, match=r"unknown epoch.*\[7\].*\[0, 1, 2\]"):
+        cache_activations(run, epochs=[7], progress=False)
+    with pytest.raises(InputError, match="subsets"):
+        cache_activations(run, subsets=["shuffled"], progress=False)
+    cache_activations(run, epochs=[0], layers=["fc1"], subsets=["test"], progress=False)
+    with ActivationCache(run.path) as cache:
+        for kind, call in [("epoch", lambda: cache.manifolds(5, "fc1", "test")),
+                           ("layer", lambda: cache.manifolds(0, "conv1", "test")),
+                           ("subset", lambda: cache.features(0, "fc1", "permuted"))]:
+            with pytest.raises(InputError, match=f"unknown {kind}.*valid {kind}s"):
+                call()
+
+
+def test_cli_help_and_run(run, monkeypatch, capsys):
+    parser = argparse.ArgumentParser(prog="mftma")
+    cache_cli.register(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["cache", "--help"])
+    help_text = capsys.readouterr().out
+    for option in ("--epochs", "--layers", "--subsets", "--M", "--P", "--projection-dim", "--pool", "--rebuild"):
+        assert option in help_text
+    monkeypatch.setattr("mftma.experiments.run.Run", lambda path: run)
+    args = parser.parse_args(["cache", str(run.path), "--epochs", "1", "--subsets", "test", "--no-progress"])
+    assert args.func(args) == 0
+    assert "4 complete entries" in capsys.readouterr().out
