@@ -8,6 +8,14 @@ from mftma.errors import InputError
 from mftma.plotting.style import PAPER_WIDTH, paper_style, subset_color
 
 _ACCURACY_PREFIX = "acc_"
+#: Curve names of metrics columns whose name is not ``acc_<subset>``/``loss_<subset>``.
+_CURVE_NAMES = {"loss": "train", "acc_permuted_true": "restored", "acc_train": "train"}
+_TRAIN_COLOR = "0.25"
+
+
+def _curve_name(column: str) -> str:
+    """Subset a metrics column describes: ``acc_test`` -> ``test``, ``acc_permuted_true`` -> ``restored``."""
+    return _CURVE_NAMES.get(column, column.removeprefix(_ACCURACY_PREFIX).removeprefix("loss_"))
 
 
 def _epoch_indexed(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -24,7 +32,8 @@ def training_curves(metrics, best_epoch: int | None = None):
     metrics : pandas.DataFrame
         One row per epoch (an ``epoch`` column or index) with ``acc_<subset>``
         accuracy columns in [0, 1] (e.g. ``acc_unpermuted``, ``acc_permuted`` against
-        training labels, ``acc_test``) and optionally ``loss`` columns.
+        training labels, ``acc_permuted_true`` drawn as ``restored``, ``acc_test``) and
+        optionally ``loss`` (training) and ``loss_<subset>`` columns.
     best_epoch : int, optional
         Epoch marked with a dashed vertical line.
 
@@ -42,7 +51,7 @@ def training_curves(metrics, best_epoch: int | None = None):
     """
     metrics = _epoch_indexed(metrics).sort_index()
     accuracy = [column for column in metrics.columns if column.startswith(_ACCURACY_PREFIX)]
-    losses = [column for column in metrics.columns if "loss" in column]
+    losses = [column for column in metrics.columns if column == "loss" or column.startswith("loss_")]
     if not accuracy:
         raise InputError(f"metrics has no '{_ACCURACY_PREFIX}<subset>' columns; it has {list(metrics.columns)}")
     panels = [("loss", losses)] * bool(losses) + [("accuracy", accuracy)]
@@ -50,13 +59,13 @@ def training_curves(metrics, best_epoch: int | None = None):
         fig, axes = plt.subplots(1, len(panels), figsize=(PAPER_WIDTH, 2.6), layout="constrained", squeeze=False)
         for ax, (ylabel, columns) in zip(axes[0], panels):
             for column in columns:
-                subset = column.removeprefix(_ACCURACY_PREFIX)
-                ax.plot(metrics.index, metrics[column], color=subset_color(subset), label=subset.replace("_", " "))
+                name = _curve_name(column)
+                ax.plot(metrics.index, metrics[column], color=subset_color(name) or _TRAIN_COLOR, label=name)
             if best_epoch is not None:
                 ax.axvline(best_epoch, color="0.4", linestyle="--", linewidth=1.0, label=f"best epoch ({best_epoch})")
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
             ax.legend(frameon=False)
-        fig.suptitle("Training curves (accuracy of permuted examples against their training labels)")
+        fig.suptitle("Training curves (permuted: against training labels; restored: against true labels)")
     return fig

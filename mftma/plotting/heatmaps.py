@@ -70,7 +70,7 @@ def metric_heatmaps(results, metric: str, subsets=None, best_epoch: int | None =
     Examples
     --------
     >>> import pandas as pd
-    >>> table = pd.DataFrame({"epoch": [0, 0, 1, 1], "layer": ["input", "fc1"] * 2,
+    >>> table = pd.DataFrame({"run": "r", "epoch": [0, 0, 1, 1], "layer": ["input", "fc1"] * 2,
     ...                       "layer_index": [0, 1] * 2, "subset": "test", "metric": "capacity",
     ...                       "value": [0.04, 0.05, 0.04, 0.07]})
     >>> fig = metric_heatmaps(table, "capacity")

@@ -32,7 +32,7 @@ def layer_profiles(results, epochs: dict, metrics=PROFILE_METRICS, subsets=None)
     Examples
     --------
     >>> import pandas as pd
-    >>> table = pd.DataFrame({"epoch": 0, "layer": ["input", "fc1"], "layer_index": [0, 1],
+    >>> table = pd.DataFrame({"run": "r", "epoch": 0, "layer": ["input", "fc1"], "layer_index": [0, 1],
     ...                       "subset": "test", "metric": "capacity", "value": [0.04, 0.05]})
     >>> fig = layer_profiles(table, {"init": 0}, metrics=["capacity"])
     """

@@ -9,6 +9,8 @@ from pathlib import Path
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
+from mftma.pipeline.results import SUBSET_ORDER
+
 #: Width of a two-column paper figure, in inches.
 PAPER_WIDTH = 7.0
 
@@ -27,7 +29,7 @@ METRIC_LABELS = {
     "accuracy": "accuracy",
 }
 
-#: Subsets in display order with a fixed colour each (colour-blind safe Okabe-Ito palette).
+#: A fixed colour per subset (colour-blind safe Okabe-Ito palette).
 SUBSET_COLORS = {
     "unpermuted": "#0072B2",
     "permuted": "#D55E00",
@@ -67,7 +69,7 @@ def metric_label(metric: str) -> str:
 def ordered_subsets(subsets) -> list[str]:
     """``subsets`` in the canonical display order; unknown names follow, sorted."""
     present = set(subsets)
-    known = [name for name in SUBSET_COLORS if name in present]
+    known = [name for name in SUBSET_ORDER if name in present]
     return known + sorted(present - set(known))
 
 

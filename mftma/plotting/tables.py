@@ -4,9 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from mftma.errors import InputError
-
-#: Columns every results table needs (see ``mftma.pipeline.results``).
-RESULT_COLUMNS = ("epoch", "layer", "layer_index", "subset", "metric", "value")
+from mftma.pipeline.results import validate_results
 
 
 def require_columns(table: pd.DataFrame, columns, what: str) -> None:
@@ -19,17 +17,17 @@ def require_columns(table: pd.DataFrame, columns, what: str) -> None:
 
 
 def check_results(results: pd.DataFrame) -> pd.DataFrame:
-    """Validate a tidy results table of one run and return it.
+    """Validate a tidy results table of one run and return it in canonical form.
 
     Raises
     ------
     InputError
-        If columns are missing, the table is empty or it mixes several runs.
+        If the table breaks the schema of :mod:`mftma.pipeline.results`, is empty or mixes several runs.
     """
-    require_columns(results, RESULT_COLUMNS, "results table")
+    results = validate_results(results)
     if results.empty:
         raise InputError("results table is empty; run `mftma analyze RUN_DIR` first")
-    if "run" in results.columns and results["run"].nunique() > 1:
+    if results["run"].nunique() > 1:
         raise InputError(
             f"results table holds several runs {sorted(results['run'].unique())}; select one run first"
         )
