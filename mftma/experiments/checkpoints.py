@@ -24,6 +24,16 @@ RESUME_FILE = "resume.pt"
 _CHECKPOINT_NAME = re.compile(r"^epoch_(\d{4,})\.pt$")
 
 
+def _file_mode() -> int:
+    """Permissions of a new file under the current umask (``mkstemp`` makes files private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def checkpoint_schedule(spec: str | Sequence[int], epochs: int, log_count: int = 30) -> list[int]:
     """Epochs to checkpoint out of ``0..epochs``; always includes 0 and ``epochs``.
 
@@ -86,6 +96,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         write(Path(temporary))
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(temporary, _FILE_MODE)
         os.replace(temporary, path)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)

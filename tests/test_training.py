@@ -1,0 +1,183 @@
+"""The resumable training loop: determinism, bit-identical resume, checkpoints, metrics, errors."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from mftma.errors import DataFileError, InputError
+from mftma.experiments import checkpoints
+from mftma.experiments.config import load_config
+from mftma.experiments.training import lr_factor, train
+
+
+class Interrupt(Exception):
+    """Raised from a callback to simulate a kill between epochs."""
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_config("tiny").replace(training={"epochs": 3})
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny, tmp_path_factory):
+    return train(tiny, tmp_path_factory.mktemp("reference") / "run", progress=False)
+
+
+def _same_weights(run_a, run_b, epoch):
+    a, b = run_a.state_dict(epoch), run_b.state_dict(epoch)
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_run_directory_is_complete(reference_run, tiny):
+    assert reference_run.checkpoint_epochs() == [0, 1, 2, 3]
+    assert reference_run.metadata["status"] == "complete"
+    assert reference_run.metadata["settings_hash"] == tiny.settings_hash()
+    metrics = reference_run.metrics()
+    assert metrics["epoch"].tolist() == [0, 1, 2, 3]
+    for column in ("loss", "acc_unpermuted", "acc_permuted", "acc_permuted_true", "acc_test", "seconds"):
+        assert metrics[column].notna().all(), column
+    assert ((metrics.filter(like="acc_") >= 0) & (metrics.filter(like="acc_") <= 1)).all().all()
+    assert not any(path.name.startswith(".") for path in reference_run.path.rglob("*"))
+
+
+def test_same_seed_gives_same_weights_and_another_seed_does_not(reference_run, tiny, tmp_path):
+    again = train(tiny, tmp_path / "again", progress=False)
+    assert _same_weights(reference_run, again, 3)
+    assert again.weights_hash(3) == reference_run.weights_hash(3)
+    other = train(tiny.replace(training={"seed": 1}), tmp_path / "other", progress=False)
+    assert other.weights_hash(3) != reference_run.weights_hash(3)
+
+
+def test_interrupted_run_resumes_bit_identically(reference_run, tiny, tmp_path):
+    def stop_after_first(epoch):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(tiny, tmp_path / "run", progress=False, on_epoch_end=stop_after_first)
+    assert checkpoints.checkpoint_epochs(tmp_path / "run") == [0, 1]
+    resumed = train(tiny, tmp_path / "run", progress=False)
+    for epoch in resumed.checkpoint_epochs():
+        assert _same_weights(reference_run, resumed, epoch)
+    columns = ["epoch", "loss", "acc_permuted", "acc_test"]
+    assert resumed.metrics()[columns].equals(reference_run.metrics()[columns])
+
+
+def test_failed_checkpoint_write_keeps_previous_files_and_resumes(reference_run, tiny, tmp_path, monkeypatch):
+    real_save = torch.save
+
+    def save_then_fail(obj, path, *args, **kwargs):
+        real_save(obj, path, *args, **kwargs)
+        if obj.get("epoch") == 2 and "optimizer" not in obj:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_then_fail)
+    with pytest.raises(DataFileError, match="No space left on device"):
+        train(tiny, tmp_path / "run", progress=False)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert checkpoints.checkpoint_epochs(tmp_path / "run") == [0, 1]
+    assert not any(path.name.startswith(".") for path in (tmp_path / "run").rglob("*"))
+    resumed = train(tiny, tmp_path / "run", progress=False)
+    assert _same_weights(reference_run, resumed, 3)
+
+
+def test_killed_subprocess_resumes_bit_identically(reference_run, tiny, tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(tiny.to_dict()))
+    run_dir = tmp_path / "run"
+    # The child kills itself with SIGKILL in the middle of epoch 2 (its 10th minibatch).
+    child = textwrap.dedent(f"""
+        import os, signal, torch
+        from mftma.experiments.config import load_config
+        from mftma.experiments.training import train
+        steps = []
+        original = torch.optim.SGD.step
+        def step(self, *args, **kwargs):
+            steps.append(1)
+            if len(steps) == 13 + 10:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(self, *args, **kwargs)
+        torch.optim.SGD.step = step
+        train(load_config({str(config)!r}), {str(run_dir)!r}, progress=False)
+    """)
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()
+    assert checkpoints.checkpoint_epochs(run_dir) == [0, 1]
+    resumed = train(tiny, run_dir, progress=False)
+    assert _same_weights(reference_run, resumed, 3)
+
+
+def test_checkpoint_schedules():
+    assert checkpoints.checkpoint_schedule("all", 3) == [0, 1, 2, 3]
+    log = checkpoints.checkpoint_schedule("log", 1000, log_count=10)
+    assert log[:2] == [0, 1] and log[-1] == 1000 and len(log) == 11
+    assert np.all(np.diff(np.log(log[1:])) > 0.5)
+    assert checkpoints.checkpoint_schedule([5, 50, 500], 100) == [0, 5, 50, 100]
+
+
+def test_explicit_schedule_keeps_only_listed_epochs(tiny, tmp_path):
+    run = train(tiny.replace(training={"checkpoints": [2]}), tmp_path / "run", progress=False)
+    assert run.checkpoint_epochs() == [0, 2, 3]
+    assert len(run.metrics()) == 4
+
+
+@pytest.mark.parametrize(
+    ("schedule", "extra", "expected"),
+    [
+        ("constant", {}, [1.0, 1.0, 1.0, 1.0]),
+        ("step", {"milestones": [2], "gamma": 0.5}, [1.0, 1.0, 0.5, 0.5]),
+        ("linear", {}, [1.0, 0.75, 0.5, 0.25]),
+        ("cosine", {}, [1.0, (1 + np.cos(np.pi / 4)) / 2, 0.5, (1 + np.cos(3 * np.pi / 4)) / 2]),
+    ],
+)
+def test_learning_rate_schedules(tiny, schedule, extra, expected):
+    settings = tiny.replace(training={"epochs": 4, "schedule": schedule, **extra}).training
+    assert [lr_factor(settings, epoch) for epoch in (1, 2, 3, 4)] == pytest.approx(expected)
+
+
+def test_adam_trains(tiny, tmp_path):
+    run = train(tiny.replace(training={"optimizer": "adam", "lr": 0.01, "epochs": 1}), tmp_path / "r", progress=False)
+    assert run.metrics()["loss"].iloc[1] < run.metrics()["loss"].iloc[0]
+
+
+def test_other_settings_in_the_same_directory_are_refused(reference_run, tiny):
+    with pytest.raises(InputError, match=r"other settings.*training\.lr"):
+        train(tiny.replace(training={"lr": 0.5}), reference_run.path, progress=False)
+
+
+def test_finished_run_is_not_retrained(reference_run, tiny):
+    before = checkpoints.checkpoint_path(reference_run.path, 3).stat().st_mtime_ns
+    train(tiny.replace(training={"num_threads": 2}), reference_run.path, progress=False)
+    assert checkpoints.checkpoint_path(reference_run.path, 3).stat().st_mtime_ns == before
+
+
+def test_foreign_nonempty_directory_is_refused(tiny, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(DataFileError, match="not an mftma run directory"):
+        train(tiny, tmp_path, progress=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"data": {"name": "mnist2d"}}, "unknown data set 'mnist2d'"),
+        ({"model": {"name": "vgg19"}}, "unknown model 'vgg19'"),
+    ],
+)
+def test_unknown_names_fail_before_writing(tiny, tmp_path, changes, message):
+    with pytest.raises(InputError, match=message):
+        train(tiny.replace(**changes), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_missing_cuda_is_a_clear_error(tiny, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(InputError, match="CUDA is not available"):
+        train(tiny.replace(training={"device": "cuda"}), tmp_path / "run", progress=False)
