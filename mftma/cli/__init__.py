@@ -23,6 +23,8 @@ from mftma.errors import MFTMAError
 COMMAND_MODULES = [
     "demo",
     "cache",
+    "plot",
+    "rollback",
 ]
 
 

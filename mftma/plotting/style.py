@@ -1,9 +1,6 @@
 """Shared look of mftma figures: paper-size fonts, metric and subset names, saving."""
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib as mpl
@@ -107,18 +104,12 @@ def save_figure(fig: Figure, path_stem, formats=("png", "pdf"), dpi: int = 200) 
     >>> [p.suffix for p in paths]
     ['.png', '.pdf']
     """
+    from mftma.experiments.checkpoints import atomic_write
+
     stem = Path(path_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
         target = stem.with_name(f"{stem.name}.{fmt}")
-        handle, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=f".{fmt}")
-        os.close(handle)
-        try:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
+        atomic_write(target, lambda temporary: fig.savefig(temporary, format=fmt, dpi=dpi, bbox_inches="tight"))
         written.append(target)
     return written

@@ -1,0 +1,102 @@
+"""All figures of one run directory, written to ``RUN_DIR/results/figures``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from mftma.errors import InputError
+from mftma.pipeline.results import results_dir
+from mftma.plotting.curves import training_curves
+from mftma.plotting.heatmaps import DIFFERENCE_PAIRS, difference_maps, metric_heatmaps
+from mftma.plotting.profiles import PROFILE_METRICS, layer_profiles
+from mftma.plotting.rollback import rollback_heatmaps
+from mftma.plotting.style import save_figure
+
+FIGURES_DIRNAME = "figures"
+
+
+def figures_dir(run_dir) -> Path:
+    """``RUN_DIR/results/figures``."""
+    return results_dir(run_dir) / FIGURES_DIRNAME
+
+
+def analysed_best_epoch(metrics, results) -> int:
+    """Analysed epoch with the highest test accuracy (the earliest on ties).
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        Per-epoch metrics of the run with ``epoch`` and ``acc_test`` columns.
+    results : pandas.DataFrame
+        Results table; only its epochs are candidates.
+    """
+    accuracy = metrics.set_index("epoch")["acc_test"]
+    epochs = sorted(set(results["epoch"]) & set(accuracy.index))
+    if not epochs:
+        raise InputError("no analysed epoch has a test accuracy in the run's metrics")
+    return int(accuracy.loc[epochs].idxmax())
+
+
+def _has_pair(results, metric) -> bool:
+    subsets = set(results.loc[results["metric"] == metric, "subset"])
+    return any({subset, reference} <= subsets for subset, reference in DIFFERENCE_PAIRS)
+
+
+def run_figures(run_dir):
+    """Yield ``(name, figure)`` for every figure the run's tables support.
+
+    Heatmaps of each metric (``heatmap_<metric>``), difference maps of each metric analysed for a
+    subset pair (``difference_<metric>``), the layer profiles at the best and last analysed epochs
+    (``layer_profiles``), the training curves (``training_curves``) and, when ``mftma rollback`` was
+    run, the rollback heatmaps (``rollback``). Figures are built one at a time so that callers can
+    close each after saving it.
+    """
+    from mftma.experiments.run import Run
+    from mftma.pipeline.results import load_results
+    from mftma.pipeline.rollback import load_rollback
+
+    run = Run(run_dir)
+    results, metrics = load_results(run.path), run.metrics()
+    best, last = analysed_best_epoch(metrics, results), int(results["epoch"].max())
+    yield "training_curves", training_curves(metrics, best_epoch=best)
+    present = list(dict.fromkeys(results["metric"]))
+    for metric in present:
+        yield f"heatmap_{metric}", metric_heatmaps(results, metric, best_epoch=best)
+    for metric in (m for m in present if _has_pair(results, m)):
+        yield f"difference_{metric}", difference_maps(results, metric, best_epoch=best)
+    profile_metrics = [metric for metric in PROFILE_METRICS if metric in present]
+    if profile_metrics:
+        yield "layer_profiles", layer_profiles(results, {"best epoch": best, "last epoch": last}, profile_metrics)
+    rollback = load_rollback(run.path, missing_ok=True)
+    if not rollback.empty:
+        yield "rollback", rollback_heatmaps(rollback)
+
+
+def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = False) -> list[Path]:
+    """Write every figure of :func:`run_figures` as ``<out_dir>/<name>.<format>``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        An analysed run directory (``mftma analyze`` done; ``mftma rollback`` optional).
+    out_dir : str or Path, optional
+        Output folder (default ``RUN_DIR/results/figures``).
+    formats : sequence of str
+        File formats, e.g. ``("png", "pdf")``.
+    progress : bool
+        Print each written figure.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    out_dir = figures_dir(run_dir) if out_dir is None else Path(out_dir)
+    written = []
+    for name, figure in run_figures(run_dir):
+        written += save_figure(figure, out_dir / name, formats)
+        plt.close(figure)
+        if progress:
+            print(f"wrote {out_dir / name}.{{{','.join(formats)}}}")
+    return written

@@ -1,0 +1,128 @@
+import argparse
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from mftma.cli import rollback as rollback_cli
+from mftma.errors import DataFileError, InputError
+from mftma.experiments.config import load_config
+from mftma.experiments.models import LayeredModel
+from mftma.experiments.training import train
+from mftma.pipeline import rollback as rollback_module
+from mftma.pipeline.rollback import (
+    ROLLBACK_COLUMNS,
+    default_rollback_epochs,
+    load_rollback,
+    rollback,
+    rolled_back_blocks,
+    rolled_back_state,
+    save_rollback,
+)
+
+METRIC_COLUMNS = {"test": "acc_test", "unpermuted": "acc_unpermuted", "permuted": "acc_permuted",
+                  "restored": "acc_permuted_true"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The shipped tiny config: an MLP with blocks fc1, fc2, logits trained for 4 epochs on 200 examples."""
+    return train(load_config("tiny"), tmp_path_factory.mktemp("rollback") / "run", progress=False)
+
+
+def accuracies(table, direction, k, epoch):
+    rows = table[(table["direction"] == direction) & (table["k"] == k) & (table["epoch"] == epoch)]
+    return dict(zip(rows["subset"], rows["value"]))
+
+
+def test_rolling_back_all_blocks_reproduces_the_epochs_accuracy_exactly(tiny_run):
+    table = rollback(tiny_run, epochs=[0, 2])
+    metrics = tiny_run.metrics().set_index("epoch")
+    n_blocks = len(tiny_run.build_model().blocks)
+    for direction in ("last", "first"):
+        for epoch in (0, 2):
+            expected = {subset: metrics.loc[epoch, column] for subset, column in METRIC_COLUMNS.items()}
+            assert accuracies(table, direction, n_blocks, epoch) == expected
+
+
+def test_k0_is_the_final_network(tiny_run):
+    table = rollback(tiny_run, ks=[1], epochs=[0])
+    final = tiny_run.metrics().set_index("epoch").loc[tiny_run.checkpoint_epochs()[-1]]
+    assert accuracies(table, "last", 0, 0) == {subset: final[column] for subset, column in METRIC_COLUMNS.items()}
+    assert set(table.columns) == set(ROLLBACK_COLUMNS)
+
+
+def test_first_and_last_k_select_the_right_blocks():
+    blocks = ["conv1", "conv2", "fc", "logits"]
+    assert rolled_back_blocks(blocks, "last", 0) == []
+    assert rolled_back_blocks(blocks, "last", 1) == ["logits"]
+    assert rolled_back_blocks(blocks, "first", 3) == ["conv1", "conv2", "fc"]
+    with pytest.raises(InputError, match="0..4"):
+        rolled_back_blocks(blocks, "last", 5)
+    with pytest.raises(InputError, match="direction"):
+        rolled_back_blocks(blocks, "middle", 1)
+
+
+def test_rolled_back_state_swaps_parameters_and_buffers_of_exactly_those_blocks():
+    def model(seed):
+        torch.manual_seed(seed)
+        network = LayeredModel([("a", nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))), ("b", nn.Linear(4, 2))])
+        network.train()(torch.randn(8, 3))  # moves the batch-norm running statistics
+        return network.state_dict()
+
+    final, source = model(0), model(1)
+    mixed = rolled_back_state(final, source, rolled_back_blocks(["a", "b"], "first", 1))
+    swapped = {key for key in mixed if mixed[key] is source[key]}
+    assert swapped == {"blocks.a.0.weight", "blocks.a.0.bias", "blocks.a.1.weight", "blocks.a.1.bias",
+                       "blocks.a.1.running_mean", "blocks.a.1.running_var", "blocks.a.1.num_batches_tracked"}
+    assert all(mixed[key] is final[key] for key in mixed if key.startswith("blocks.b."))
+    with pytest.raises(DataFileError, match="different state-dict entries"):
+        rolled_back_state(final, {key: final[key] for key in list(final)[1:]}, ["a"])
+
+
+def test_rerun_computes_only_missing_cells_and_stale_rows_are_redone(tiny_run, monkeypatch):
+    rollback(tiny_run, epochs=[0, 1])
+    calls = []
+    evaluate = rollback_module._EvaluationSets.accuracies
+    monkeypatch.setattr(rollback_module._EvaluationSets, "accuracies",
+                        lambda self, model: calls.append(1) or evaluate(self, model))
+    table = rollback(tiny_run, epochs=[0, 1, 3], directions=["last"])
+    assert len(calls) == 4  # k = 0..3 for epoch 3 only
+    assert load_rollback(tiny_run.path).equals(table)
+
+    save_rollback(tiny_run.path, table.assign(final_epoch=99))  # as if written from another final checkpoint
+    calls.clear()
+    rollback(tiny_run, epochs=[0], directions=["last"])
+    assert len(calls) == 4
+
+
+def test_default_epochs_are_checkpoints_before_the_final_one(tiny_run):
+    epochs = default_rollback_epochs(tiny_run)
+    assert 0 in epochs and set(epochs) <= set(tiny_run.checkpoint_epochs()[:-1])
+    assert epochs == sorted(epochs)
+
+
+def test_bad_requests_raise_clear_errors(tiny_run, tmp_path):
+    with pytest.raises(DataFileError, match="no checkpoint for epoch"):
+        rollback(tiny_run, epochs=[7])
+    with pytest.raises(InputError, match="k must be in"):
+        rollback(tiny_run, ks=[9], epochs=[0])
+    with pytest.raises(DataFileError, match="no rollback table"):
+        load_rollback(tmp_path)
+    assert load_rollback(tmp_path, missing_ok=True).empty
+
+
+def test_cli_writes_the_table_and_the_heatmap(tiny_run, capsys):
+    parser = argparse.ArgumentParser(prog="mftma")
+    rollback_cli.register(parser.add_subparsers())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["rollback", "--help"])
+    assert "--direction" in capsys.readouterr().out
+    args = parser.parse_args(["rollback", str(tiny_run.path), "--k", "1", "--epochs", "2",
+                              "--direction", "last", "--no-progress"])
+    assert args.func(args) == 0
+    figures = tiny_run.path / "results" / "figures"
+    assert (figures / "rollback.png").stat().st_size > 10_000 and (figures / "rollback.pdf").exists()
+    table = pd.read_csv(tiny_run.path / "results" / "rollback.csv")
+    assert {(2, 1), (2, 0)} <= set(zip(table["epoch"], table["k"]))
