@@ -22,7 +22,9 @@ from mftma.errors import MFTMAError
 #: Subcommand modules, in the order ``mftma --help`` lists them.
 COMMAND_MODULES = [
     "demo",
+    "train",
     "cache",
+    "analyze",
     "plot",
     "rollback",
 ]
