@@ -1,0 +1,69 @@
+"""``mftma analyze RUN_DIR``: geometry, data dimension and probe accuracy of every cached cell."""
+from __future__ import annotations
+
+import argparse
+
+from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS
+
+DESCRIPTION = """\
+Analyse the activation cache of a run (written by `mftma cache`): for every cached (epoch, layer, subset)
+compute the MFTMA manifold capacity, radius, dimension, center correlation and K, the total data dimension
+(participation ratio, 90 % explained-variance dimension), and the held-out accuracy of a linear softmax
+probe trained with the subset's labels (stratified k-fold); the test subset also gets the accuracy of a
+probe trained on the unpermuted training examples. Writes the tidy table (one row per run, epoch, layer,
+subset and metric) to RUN_DIR/results/results.h5 and results.csv.
+
+Work fans out over Dask: by default a local cluster with one single-threaded worker process per core;
+--scheduler uses a running Dask cluster (its workers must see RUN_DIR at the same path). The analysis is
+incremental: each finished cell is stored at once under RUN_DIR/results/cells/, an interrupted analysis
+resumes, and rerunning skips finished cells. Cells computed with other settings or from a rebuilt cache
+are never reused.
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "analyze", help="MFTMA geometry and linear probes for every cached epoch, layer and subset",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding activations.h5")
+    parser.add_argument("--epochs", nargs="+", type=int, metavar="EPOCH",
+                        help="cached epochs to analyse (default: all)")
+    parser.add_argument("--layers", nargs="+", metavar="LAYER", help="cached layers to analyse (default: all)")
+    parser.add_argument("--subsets", nargs="+", metavar="SUBSET",
+                        help="subsets among unpermuted, permuted, restored, test (default: all cached)")
+    parser.add_argument("--kappa", type=float, default=0.0, help="MFTMA margin kappa (default: 0)")
+    parser.add_argument("--n-t", type=int, default=200, metavar="N",
+                        help="Gaussian t vectors per manifold in the anchor-point average (default: 200)")
+    parser.add_argument("--n-reps", type=int, default=10, metavar="N",
+                        help="restarts of the low-rank center-structure optimisation (default: 10)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the estimator's random draws and of the probes' folds (default: 0)")
+    parser.add_argument("--no-probes", dest="probes", action="store_false",
+                        help="skip the linear probes (geometry and data dimension only)")
+    parser.add_argument("--probe-folds", type=int, default=DEFAULT_FOLDS, metavar="K",
+                        help=f"stratified folds of the probes; needs K examples per class (default: {DEFAULT_FOLDS})")
+    parser.add_argument("--probe-c", type=float, default=DEFAULT_C, metavar="C",
+                        help=f"inverse L2 strength of the probes on standardized features (default: {DEFAULT_C})")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                             "(default: start a local cluster)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="worker processes of the local cluster (default: one per core)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mftma.pipeline.analyze import analyze_run
+    from mftma.pipeline.results import RESULTS_CSV, RESULTS_H5, results_dir
+
+    table = analyze_run(
+        args.run_dir, epochs=args.epochs, layers=args.layers, subsets=args.subsets, kappa=args.kappa,
+        n_t=args.n_t, n_reps=args.n_reps, seed=args.seed, probes=args.probes, probe_folds=args.probe_folds,
+        probe_C=args.probe_c, scheduler=args.scheduler, n_workers=args.workers, progress=args.progress,
+    )
+    cells = table[["epoch", "layer", "subset"]].drop_duplicates()
+    directory = results_dir(args.run_dir)
+    print(f"{len(cells)} cells, {len(table)} rows: {directory / RESULTS_H5} and {directory / RESULTS_CSV}")
+    return 0
