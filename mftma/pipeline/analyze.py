@@ -295,7 +295,11 @@ def _client(scheduler: str | None, n_workers: int, processes: bool):
     from dask.distributed import Client, LocalCluster
 
     if scheduler is not None:
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, ValueError) as error:
+            raise InputError(f"cannot connect to the Dask scheduler at {scheduler!r}: {error}") from None
+        with client:
             yield client
         return
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
