@@ -5,7 +5,7 @@ name           input shape     classes  source
 =============  ==============  =======  ==========================================================================
 ``mnist1d``    (1, 40)         10       the ``mnist1d`` package's local generator (never its download path)
 ``digits``     (1, 8, 8)       10       scikit-learn's 8x8 digits (shipped with scikit-learn), stratified split
-``textures``   (3, 32, 32)     12       generated colored textures with concept values (:mod:`.textures`)
+``textures``   (3, 32, 32)     16       generated colored textures with concept values (:mod:`.textures`)
 ``cifar10``    (3, 32, 32)     10       the python-pickle batches a user downloaded (``data_dir``)
 ``cifar100``   (3, 32, 32)     100      the python-pickle files a user downloaded (``data_dir``), fine labels
 =============  ==============  =======  ==========================================================================
@@ -136,7 +136,7 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0
         Seed of the generator (``mnist1d``, ``textures``) or of the train/test split (``digits``).
     **options
         Per data set: ``mnist1d``: ``n_train=4000, n_test=1000``; ``digits``: ``test_fraction=0.25``;
-        ``textures``: ``n_train=6000, n_test=1200``; CIFAR: none.
+        ``textures``: ``n_train=6400, n_test=1600``; CIFAR: none.
 
     Returns
     -------
@@ -240,7 +240,7 @@ def _load_digits(seed: int, data_dir, test_fraction: float = 0.25) -> Dataset:
                    tuple(str(digit) for digit in range(10)))
 
 
-def _load_textures(seed: int, data_dir, n_train: int = 6000, n_test: int = 1200) -> Dataset:
+def _load_textures(seed: int, data_dir, n_train: int = 6400, n_test: int = 1600) -> Dataset:
     """Generated colored textures (:func:`.textures.make_textures`), standardized per channel."""
     from mftma.experiments.concepts import concept_values
     from mftma.experiments.textures import CLASS_NAMES, make_textures
