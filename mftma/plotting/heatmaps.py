@@ -23,8 +23,7 @@ def _ticks(labels) -> tuple[np.ndarray, list[str]]:
 
 def _draw_grid(ax, grid, norm, cmap, best_epoch=None):
     """Draw an epoch x layer frame as an image with labelled ticks; returns the image."""
-    colormap = plt.get_cmap(cmap).copy()
-    colormap.set_bad("0.85")
+    colormap = plt.get_cmap(cmap).with_extremes(bad="0.85")
     image = ax.imshow(
         np.ma.masked_invalid(grid.to_numpy(dtype=float)), origin="lower", aspect="auto",
         cmap=colormap, norm=norm, interpolation="nearest",
