@@ -158,3 +158,35 @@ def test_dataset_save_load_round_trip_and_validation(tmp_path):
         Dataset("x", data.x_train, data.y_train + 10, data.x_test, data.y_test, 10, data.class_names)
     with pytest.raises(InputError, match="class names"):
         Dataset("x", data.x_train, data.y_train, data.x_test, data.y_test, 3, data.class_names)
+
+
+def _script(name):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "data_scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"data_scripts_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_data_scripts_generate_check_and_corrupt(tmp_path, capsys):
+    from mftma.experiments.corruptions import CorruptionRecord
+
+    assert _script("generate_mnist1d")(["--out", str(tmp_path / "m.npz"), "--n-train", "50", "--n-test", "10"]) == 0
+    assert Dataset.load(tmp_path / "m.npz").x_train.shape == (50, 1, 40)
+    assert _script("corrupt_dataset")([str(tmp_path / "m.npz"), "--fraction", "0.4", "--out", str(tmp_path / "c.npz"),
+                                       "--record", str(tmp_path / "r.npz")]) == 0
+    record = CorruptionRecord.load(tmp_path / "r.npz")
+    assert record.permuted_mask.sum() == 20
+    assert np.array_equal(Dataset.load(tmp_path / "c.npz").y_train.numpy(), record.train_labels)
+    assert _script("generate_textures")(["--out", str(tmp_path / "t.npz"), "--n-train", "32", "--n-test", "16",
+                                         "--preview", str(tmp_path / "p.png"), "--per-class", "2"]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG" and Dataset.load(tmp_path / "t.npz").concepts_test
+    write_tiny_cifar10(tmp_path)
+    assert _script("check_cifar")(["--data-dir", str(tmp_path)]) == 0
+    assert "cifar10: OK (10 classes" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        _script("check_cifar")(["--data-dir", str(tmp_path), "--name", "cifar100"])
+    assert exit_info.value.code == 1 and "CIFAR file missing" in capsys.readouterr().err

@@ -241,15 +241,31 @@ def _load_digits(seed: int, data_dir, test_fraction: float = 0.25) -> Dataset:
 
 
 def _load_textures(seed: int, data_dir, n_train: int = 6400, n_test: int = 1600) -> Dataset:
-    """Generated colored textures (:func:`.textures.make_textures`), standardized per channel."""
-    from mftma.experiments.concepts import concept_values
-    from mftma.experiments.textures import CLASS_NAMES, make_textures
+    """Generated colored textures (:func:`.textures.make_textures`); the first ``n_train`` are for training."""
+    from mftma.experiments.textures import make_textures
 
     n_train, n_test = _count(n_train, "n_train"), _count(n_test, "n_test")
-    images, labels = make_textures(n_train + n_test, seed=seed)
+    return textures_dataset(*make_textures(n_train + n_test, seed=seed), n_train=n_train)
+
+
+def textures_dataset(images: np.ndarray, labels: np.ndarray, n_train: int) -> Dataset:
+    """The ``textures`` data set of generated images: concept values measured, inputs standardized per channel.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (n, 32, 32, 3)
+        Images from :func:`.textures.make_textures`.
+    labels : ndarray of int, shape (n,)
+        Their classes.
+    n_train : int
+        The first ``n_train`` images form the training split, the rest the test split.
+    """
+    from mftma.experiments.concepts import concept_values
+    from mftma.experiments.textures import CLASS_NAMES
+
     concepts = concept_values(images)
-    channels_first = images.transpose(0, 3, 1, 2)
-    x_train, x_test = standardize(channels_first[:n_train], channels_first[n_train:], axes=(0, 2, 3))
+    x_train, x_test = standardize(images[:n_train].transpose(0, 3, 1, 2), images[n_train:].transpose(0, 3, 1, 2),
+                                  axes=(0, 2, 3))
     return Dataset("textures", x_train, _labels(labels[:n_train]), x_test, _labels(labels[n_train:]),
                    len(CLASS_NAMES), CLASS_NAMES,
                    concepts_train={key: values[:n_train] for key, values in concepts.items()},
