@@ -16,6 +16,7 @@ given ``seed``, which has no effect on the CIFAR files.
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import inspect
 import math
@@ -297,12 +298,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
     Any other global (a function or class a hostile file could use to run code) is refused.
     """
 
+    _RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's array reconstructor, whatever module holds it
     _ALLOWED = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
-        ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
-        ("numpy._core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
-        ("_codecs", "encode"): __import__("codecs").encode,
+        ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("_codecs", "encode"): codecs.encode,  # how Python 3 pickles bytes at protocol 2
     }
 
     def find_class(self, module: str, name: str):
