@@ -1,9 +1,6 @@
 import argparse
 import errno
-import hashlib
-import types
-from dataclasses import dataclass
-from pathlib import Path
+import shutil
 
 import h5py
 import numpy as np
@@ -15,68 +12,28 @@ from mftma.cache import ActivationCache, cache_activations
 from mftma.cache.projection import BatchReducer, LayerReduction
 from mftma.cli import cache as cache_cli
 from mftma.errors import DataFileError, InputError
-from mftma.experiments.config import RunConfig
-from mftma.experiments.models import build_model
+from mftma.experiments.checkpoints import checkpoint_path
+from mftma.experiments.config import load_config
+from mftma.experiments.run import Run
+from mftma.experiments.training import train
 
 
-@dataclass
-class SubsetSample:
-    subset: str
-    split: str
-    indices: np.ndarray
-    labels: np.ndarray
-    classes: np.ndarray
-    M: int
-
-
-class TinyRun:
-    """A duck-typed Run: an MLP on random 40-d inputs, one seeded model per epoch."""
-
-    def __init__(self, path, epochs=3):
-        self.path = Path(path)
-        self.path.mkdir(parents=True)
-        self.config = RunConfig.from_dict({"model": {"name": "mlp", "options": {"hidden": [24, 16]}},
-                                           "cache": {"M": 4, "P": 3, "batch_size": 5}})
-        self.metadata = {"dataset": "tiny"}
-        self.weights_salt = ""
-        generator = torch.Generator().manual_seed(0)
-        self._data = types.SimpleNamespace(
-            x_train=torch.randn(60, 40, generator=generator), x_test=torch.randn(30, 40, generator=generator),
-            y_test=torch.arange(30) % 3, num_classes=3)
-        self._epochs = list(range(epochs))
-
-    def checkpoint_epochs(self):
-        return self._epochs
-
-    def load_model(self, epoch):
-        return build_model("mlp", (40,), 3, seed=epoch, **self.config.model.options).eval()
-
-    def weights_hash(self, epoch):
-        return hashlib.sha256(f"{epoch}{self.weights_salt}".encode()).hexdigest()
-
-    def dataset(self):
-        return self._data
-
-    def corruption(self):
-        return None
-
-
-def tiny_samples(run, settings):
-    rng = np.random.default_rng(settings.seed)
-    samples = {}
-    for subset in settings.subsets:
-        split = "test" if subset == "test" else "train"
-        size = len(run.dataset().x_test if split == "test" else run.dataset().x_train)
-        indices = rng.choice(size, settings.P * settings.M, replace=False)
-        labels = np.repeat(np.arange(settings.P), settings.M)
-        samples[subset] = SubsetSample(subset, split, indices, labels, np.arange(settings.P), settings.M)
-    return samples
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The tiny run (an MLP on 400 MNIST-1D examples; 10 classes x M=5), trained once for 2 epochs."""
+    config = load_config("tiny").replace(training={"epochs": 2}, cache={"batch_size": 16})
+    return train(config, tmp_path_factory.mktemp("trained") / "run", progress=False).path
 
 
 @pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer, "_draw_samples", tiny_samples)
-    return TinyRun(tmp_path / "run")
+def run(trained, tmp_path):
+    """A fresh copy of the tiny run, so every test starts without a cache."""
+    return Run(shutil.copytree(trained, tmp_path / "run"))
+
+
+def _inputs(run, sample):
+    data = run.dataset()
+    return (data.x_test if sample["split"] == "test" else data.x_train)[torch.as_tensor(sample["indices"])]
 
 
 def _contents(path):
@@ -106,25 +63,25 @@ def test_reader_layout_equals_direct_model_activations(run):
         assert cache.subsets == ["unpermuted", "permuted", "restored", "test"]
         entries = cache.entries()
         assert len(entries) == 3 * 4 * 4 and entries["complete"].all()
-        assert set(entries["P"]) == {3} and set(entries["M"]) == {4}
+        assert set(entries["P"]) == {10} and set(entries["M"]) == {5}
         for epoch in cache.epochs:
             model = run.load_model(epoch)
             for subset in cache.subsets:
                 sample = cache.sample(subset)
-                inputs = run.dataset().x_test if sample["split"] == "test" else run.dataset().x_train
-                direct = model.activations(inputs[sample["indices"]], cache.layers)
+                direct = model.activations(_inputs(run, sample), cache.layers)
                 for layer in cache.layers:
-                    expected = direct[layer].detach().numpy()
+                    expected = direct[layer].detach().flatten(1).numpy()
                     manifolds = cache.manifolds(epoch, layer, subset)
-                    assert len(manifolds) == 3 and manifolds[0].shape == (expected.shape[1], 4)
+                    assert len(manifolds) == 10 and manifolds[0].shape == (expected.shape[1], 5)
                     for p, manifold in enumerate(manifolds):
-                        np.testing.assert_allclose(manifold, expected[4 * p:4 * (p + 1)].T, rtol=1e-5, atol=1e-6)
+                        np.testing.assert_allclose(manifold, expected[5 * p:5 * (p + 1)].T, rtol=1e-5, atol=1e-6)
                     X, labels = cache.features(epoch, layer, subset)
                     np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)
                     np.testing.assert_array_equal(labels, sample["labels"])
         metadata = cache.metadata
     assert metadata["format"] == "mftma-activation-cache" and metadata["run_settings_hash"] == run.config.settings_hash()
-    assert metadata["cache_settings"]["M"] == 4 and metadata["model"]["name"] == "mlp"
+    assert metadata["cache_settings"]["M"] == 5 and metadata["model"]["name"] == "mlp"
+    assert metadata["dataset"] == "mnist1d" and metadata["epsilon"] == 0.25
     with h5py.File(path) as h5:
         assert h5["epoch_0001"].attrs["weights_hash"] == run.weights_hash(1)
         assert h5["epoch_0001/fc1/test"].dtype == np.float32 and h5["epoch_0001/fc1/test"].compression == "gzip"
@@ -134,21 +91,21 @@ def test_large_layers_are_projected_with_the_same_matrix_at_every_epoch(run):
     cache_activations(run, layers=["fc1", "logits"], subsets=["test"], projection_dim=10, progress=False)
     with ActivationCache(run.path) as cache:
         info = cache.layer_info("fc1")
-        assert info["reduction"] == "projection" and info["original_shape"] == [24] and info["features"] == 10
+        assert info["reduction"] == "projection" and info["original_shape"] == [32] and info["features"] == 10
         assert cache.layer_info("logits")["reduction"] == "none"
-        matrix = LayerReduction.plan("fc1", (24,), 10, seed=0).projection().matrix()
-        x = run.dataset().x_test[cache.sample("test")["indices"]]
+        matrix = LayerReduction.plan("fc1", (32,), 10, seed=0).projection().matrix()
+        x = _inputs(run, cache.sample("test"))
         for epoch in cache.epochs:
             expected = run.load_model(epoch).activations(x, ["fc1"])["fc1"].detach().numpy() @ matrix
             np.testing.assert_allclose(cache.features(epoch, "fc1", "test")[0], expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, tmp_path, monkeypatch, seed):
-    reference = TinyRun(tmp_path / "reference")
-    cache_activations(reference, progress=False)
-    calls = 3 * 4 * 3  # epochs x subsets x batches (12 examples in batches of 5)
-    kill_at = int(np.random.default_rng(seed).integers(1, calls * 4))  # x layers reduced per batch
+def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, trained, tmp_path, monkeypatch,
+                                                                            seed):
+    reference = cache_activations(Run(shutil.copytree(trained, tmp_path / "reference")), progress=False)
+    calls = 3 * 4 * 4 * 4  # epochs x subsets x batches (50 examples in batches of 16) x layers
+    kill_at = int(np.random.default_rng(seed).integers(1, calls))
     original = BatchReducer.__call__
     counter = iter(range(kill_at))
 
@@ -177,24 +134,27 @@ def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, 
     monkeypatch.setattr(writer._EpochWriter, "_create_entry", logging_create)
     cache_activations(run, progress=False)
     assert not finished & set(created) and len(finished) + len(created) == 48
-    _assert_same_contents(run.path / "activations.h5", reference.path / "activations.h5")
+    _assert_same_contents(run.path / "activations.h5", reference)
 
 
 def test_stale_caches_are_refused_and_rebuild_moves_them_aside(run):
     path = cache_activations(run, epochs=[0, 1], subsets=["test"], progress=False)
-    run.weights_salt = "retrained"
-    with pytest.raises(DataFileError, match="stale.*epoch 0.*weights hash"):
-        cache_activations(run, epochs=[0, 1], subsets=["test"], progress=False)
-    run.weights_salt = ""
     with pytest.raises(DataFileError, match="--rebuild"):
         cache_activations(run, epochs=[0], subsets=["test"], M=3, progress=False)
-    run.config = run.config.replace(training={"lr": 0.5})
-    with pytest.raises(DataFileError, match="stale.*run settings"):
-        cache_activations(run, epochs=[0], subsets=["test"], progress=False)
+    state = run.state_dict(1)
+    state["blocks.logits.0.bias"] = state["blocks.logits.0.bias"] + 1.0
+    torch.save({"epoch": 1, "model": state}, checkpoint_path(run.path, 1))
+    with pytest.raises(DataFileError, match="stale.*epoch 1.*weights hash"):
+        cache_activations(run, epochs=[0, 1], subsets=["test"], progress=False)
     old = path.read_bytes()
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["run_settings_hash"] = "another run"
+    with pytest.raises(DataFileError, match="stale.*run settings another run"):
+        cache_activations(run, epochs=[0], subsets=["test"], progress=False)
     cache_activations(run, epochs=[2], subsets=["test"], rebuild=True, progress=False)
     (moved,) = path.parent.glob("activations.stale-*.h5")
-    assert moved.read_bytes() == old
+    with h5py.File(moved) as h5:
+        assert h5.attrs["run_settings_hash"] == "another run" and h5["epoch_0001/fc1/test"].attrs["complete"]
     with ActivationCache(path) as cache:
         assert cache.epochs == [2]
 
@@ -227,7 +187,7 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_complete_entries(run, monkeyp
     with pytest.raises(DataFileError, match="disk full"):
         cache_activations(run, epochs=[0, 1], subsets=["test"], progress=False)
     with ActivationCache(run.path) as cache:
-        assert cache.manifolds(0, "fc2", "test")[0].shape == (16, 4)
+        assert cache.manifolds(0, "fc2", "test")[0].shape == (32, 5)
 
 
 def test_unknown_names_list_the_valid_ones(run):
@@ -254,7 +214,6 @@ def test_cli_help_and_run(run, monkeypatch, capsys):
     help_text = capsys.readouterr().out
     for option in ("--epochs", "--layers", "--subsets", "--M", "--P", "--projection-dim", "--pool", "--rebuild"):
         assert option in help_text
-    monkeypatch.setattr("mftma.experiments.run.Run", lambda path: run)
     args = parser.parse_args(["cache", str(run.path), "--epochs", "1", "--subsets", "test", "--no-progress"])
     assert args.func(args) == 0
-    assert "4 complete entries" in capsys.readouterr().out
+    assert "4 complete entries, 1 epochs x 4 layers x 1 subsets" in capsys.readouterr().out
