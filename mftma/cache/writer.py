@@ -181,6 +181,16 @@ def _check_fresh(h5, path, run, settings: CacheSettings) -> None:
     if h5.attrs["cache_settings"] != settings.content_key():
         raise DataFileError(f"activation cache {path} holds settings {h5.attrs['cache_settings']}, requested "
                             f"{settings.content_key()}. Rerun with --rebuild to start a new cache with them.")
+    checkpoints = set(run.checkpoint_epochs())
+    for name in h5:
+        group = h5[name]
+        epoch = group.attrs.get("epoch")
+        if epoch is None or epoch not in checkpoints:
+            continue
+        if group.attrs["weights_hash"] != run.weights_hash(int(epoch)):
+            raise DataFileError(
+                f"stale activation cache {path}: epoch {epoch}'s checkpoint changed since it was cached (its "
+                "weights hash differs from the recorded one). Rerun with --rebuild (the old file is moved aside).")
 
 
 def _store_samples(h5, path, samples) -> None:
@@ -242,18 +252,12 @@ class _EpochWriter:
                 self.bar.update(len(layers))
 
     def _epoch_group(self, epoch: int):
-        weights_hash = self.run.weights_hash(epoch)
+        """The epoch's group; existing groups were checked against the checkpoint by :func:`_check_fresh`."""
         name = epoch_key(epoch)
         if name in self.h5:
-            stored = self.h5[name].attrs["weights_hash"]
-            if stored != weights_hash:
-                raise DataFileError(
-                    f"stale activation cache {self.h5.filename}: epoch {epoch}'s checkpoint has weights hash "
-                    f"{weights_hash}, the cache recorded {stored}. Rerun with --rebuild (the old file is "
-                    "moved aside).")
             return self.h5[name]
         group = self.h5.create_group(name)
-        group.attrs.update({"epoch": epoch, "weights_hash": weights_hash})
+        group.attrs.update({"epoch": epoch, "weights_hash": self.run.weights_hash(epoch)})
         return group
 
     def _pending_layers(self, group, subset: str) -> list[str]:
