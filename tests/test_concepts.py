@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from skimage.color import rgb2gray
+from skimage.color import rgb2gray, rgb2hsv
 from skimage.feature import graycomatrix, graycoprops
 from skimage.util import img_as_ubyte
 
@@ -8,6 +8,7 @@ from mftma.errors import InputError
 from mftma.experiments.concepts import (
     COLOR_CONCEPTS,
     CONCEPT_NAMES,
+    HUE_RANGES,
     TEXTURE_CONCEPTS,
     concept_values,
     glcm_statistics,
@@ -43,6 +44,21 @@ def test_dull_pixels_have_no_hue_and_fractions_count_pixels():
     np.testing.assert_array_equal(fractions["green"], [0.0, 1.0])
 
 
+def test_hue_fractions_match_scikit_image_hsv_away_from_boundaries():
+    pixels = np.random.default_rng(2).integers(0, 256, size=(1, 200, 200, 3), dtype=np.uint8)
+    hue, saturation, value = np.moveaxis(rgb2hsv(pixels[0]) * [180, 255, 255], -1, 0)
+    edges = np.array([low for intervals in HUE_RANGES.values() for low, _ in intervals])
+    clear = (np.abs(hue[..., None] - edges).min(axis=-1) > 1e-6) & (np.abs(saturation - 50) > 1e-6)
+    colorful = (saturation >= 50) & (value >= 77)
+    for name, intervals in HUE_RANGES.items():
+        inside = np.zeros(hue.shape, dtype=bool)
+        for low, high in intervals:
+            inside |= (hue >= low) & (hue < high)
+        one_pixel_each = hue_fractions(pixels[0][clear][:, None, None, :])[name]
+        np.testing.assert_array_equal(one_pixel_each, (inside & colorful)[clear])
+    assert clear.mean() > 0.99
+
+
 def test_constant_image_glcm():
     statistics = glcm_statistics(solid((30, 140, 200), size=8))
     assert statistics == {"contrast": 0.0, "dissimilarity": 0.0, "homogeneity": 1.0, "ASM": 1.0, "energy": 1.0,
@@ -76,6 +92,6 @@ def test_concept_values_and_bad_images():
     values = concept_values(images)
     assert tuple(values) == CONCEPT_NAMES and all(v.shape == (3,) for v in values.values())
     assert all(total <= 1.0 for total in sum(values[name] for name in COLOR_CONCEPTS))
-    for bad in (images.astype(float), images[..., :2], np.zeros((2, 1, 8, 3), np.uint8)):
-        with pytest.raises(InputError, match=r"uint8 RGB shaped \(n, H, W, 3\)"):
+    for bad in (images.astype(float), images[..., :2], np.zeros((2, 8, 1, 3), np.uint8)):
+        with pytest.raises(InputError, match=r"uint8 RGB shaped \(n, H, W, 3\) with W >= 2"):
             concept_values(bad)

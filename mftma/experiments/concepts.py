@@ -3,8 +3,8 @@
 Color concepts
     The fraction of *all* pixels whose hue lies in a range and that are colorful enough to have a hue
     (saturation >= 50 and value >= 77 on OpenCV's 8-bit scale, S and V in 0-255, hue in 0-180).
-    Ranges are half-open ``[low, high)`` on the continuous hue ``degrees / 2`` (no rounding to integers),
-    so a pixel belongs to at most one range and the fractions of an image sum to at most 1.
+    Ranges are half-open ``[low, high)`` on the exact hue ``degrees / 2`` (no rounding to integers), so
+    a pixel belongs to at most one range and the fractions of an image sum to at most 1.
 Texture concepts
     Gray-level co-occurrence statistics with the definitions of ``skimage.feature.graycoprops`` for the
     GLCM of ``skimage.feature.graycomatrix(gray, [1], [0], levels=256, symmetric=True, normed=True)``
@@ -30,25 +30,28 @@ HUE_RANGES: dict[str, tuple[tuple[float, float], ...]] = {
     "magenta": ((145.0, 165.0),),
 }
 #: Smallest saturation and value (0-255) of a pixel that counts towards a hue range.
-MIN_SATURATION, MIN_VALUE = 50.0, 77.0
+MIN_SATURATION, MIN_VALUE = 50, 77
 COLOR_CONCEPTS = tuple(HUE_RANGES)
 TEXTURE_CONCEPTS = ("contrast", "dissimilarity", "homogeneity", "ASM", "energy", "correlation")
 CONCEPT_NAMES = COLOR_CONCEPTS + TEXTURE_CONCEPTS
 
 
-def _check_images(images) -> np.ndarray:
+def _check_images(images, min_width: int = 1) -> np.ndarray:
     """uint8 RGB images as ``(n, H, W, 3)``; a single ``(H, W, 3)`` image gets a batch axis."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or min(images.shape[1:3]) < 2:
-        raise InputError(f"images must be uint8 RGB shaped (n, H, W, 3) with H, W >= 2, got dtype {images.dtype} "
-                         f"and shape {images.shape}")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or images.shape[2] < min_width:
+        raise InputError(f"images must be uint8 RGB shaped (n, H, W, 3) with W >= {min_width}, got dtype "
+                         f"{images.dtype} and shape {images.shape}")
     return images
 
 
 def hue_fractions(images) -> dict[str, np.ndarray]:
     """Fraction of pixels of each image in every hue range of :data:`HUE_RANGES`.
+
+    Computed exactly in integer arithmetic (no rounding at range boundaries); it agrees with
+    ``skimage.color.rgb2hsv`` (hue x 180, saturation and value x 255) away from the boundaries.
 
     Parameters
     ----------
@@ -65,18 +68,28 @@ def hue_fractions(images) -> dict[str, np.ndarray]:
     >>> float(hue_fractions(red)["red"][0])
     1.0
     """
-    from skimage.color import rgb2hsv
-
-    hsv = rgb2hsv(_check_images(images))
-    hue = hsv[..., 0] * 180.0
-    colorful = (hsv[..., 1] * 255.0 >= MIN_SATURATION) & (hsv[..., 2] * 255.0 >= MIN_VALUE)
+    scaled_hue, chroma, colorful = _scaled_hue(_check_images(images))
     fractions = {}
     for name, intervals in HUE_RANGES.items():
-        inside = np.zeros(hue.shape, dtype=bool)
+        inside = np.zeros(scaled_hue.shape, dtype=bool)
         for low, high in intervals:
-            inside |= (hue >= low) & (hue < high)
+            inside |= (scaled_hue >= low * chroma) & (scaled_hue < high * chroma)
         fractions[name] = (inside & colorful).mean(axis=(1, 2))
     return fractions
+
+
+def _scaled_hue(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel: hue on OpenCV's 0-180 scale times the chroma (an exact integer), the chroma, and whether
+    saturation >= :data:`MIN_SATURATION` and value >= :data:`MIN_VALUE` (both on 0-255)."""
+    red, green, blue = np.moveaxis(images.astype(np.int32), -1, 0)
+    value = np.maximum(np.maximum(red, green), blue)
+    chroma = value - np.minimum(np.minimum(red, green), blue)
+    # Hue in units of 60 degrees times chroma; where two channels tie for the maximum both formulas agree.
+    sector = np.where(value == red, green - blue,
+                      np.where(value == green, 2 * chroma + blue - red, 4 * chroma + red - green))
+    scaled_hue = np.mod(30 * sector, 180 * chroma, where=chroma > 0, out=np.zeros_like(chroma))
+    colorful = (chroma > 0) & (255 * chroma >= MIN_SATURATION * value) & (value >= MIN_VALUE)
+    return scaled_hue, chroma, colorful
 
 
 def glcm_statistics(images) -> dict[str, np.ndarray]:
@@ -102,7 +115,7 @@ def glcm_statistics(images) -> dict[str, np.ndarray]:
     from skimage.color import rgb2gray
     from skimage.util import img_as_ubyte
 
-    gray = img_as_ubyte(rgb2gray(_check_images(images))).astype(np.int64)
+    gray = img_as_ubyte(rgb2gray(_check_images(images, min_width=2))).astype(np.int64)
     n = len(gray)
     left, right = gray[:, :, :-1].reshape(n, -1), gray[:, :, 1:].reshape(n, -1)
     difference = (left - right).astype(np.float64)
@@ -141,5 +154,5 @@ def _symmetric_pair_asm(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 def concept_values(images) -> dict[str, np.ndarray]:
     """All concept measures of each image: :func:`hue_fractions` and :func:`glcm_statistics` (keys :data:`CONCEPT_NAMES`)."""
-    images = _check_images(images)
+    images = _check_images(images, min_width=2)
     return {**hue_fractions(images), **glcm_statistics(images)}

@@ -69,9 +69,10 @@ def make_textures(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     for index, family in enumerate(TEXTURE_FAMILIES):
         members = np.flatnonzero(texture_index == index)
         pattern[members] = _PATTERNS[family](len(members), rng)
-    foreground, background = _colors(hue_index, rng)
-    rgb = pattern[..., None] * foreground[:, None, None] + (1 - pattern[..., None]) * background[:, None, None]
-    rgb += rng.normal(0.0, _PIXEL_NOISE, size=rgb.shape)
+    foreground, background = (color[:, None, None].astype(np.float32) for color in _colors(hue_index, rng))
+    weight = pattern[..., None].astype(np.float32)
+    rgb = background + weight * (foreground - background)
+    rgb += _PIXEL_NOISE * rng.standard_normal(rgb.shape, dtype=np.float32)
     return np.round(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8), labels
 
 
