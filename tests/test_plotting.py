@@ -1,6 +1,8 @@
 import argparse
 import doctest
 import itertools
+import runpy
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -176,3 +178,23 @@ def test_best_epoch_is_chosen_among_analysed_epochs():
     metrics = pd.DataFrame({"epoch": [0, 1, 2, 3], "acc_test": [0.1, 0.5, 0.9, 0.7]})
     assert analysed_best_epoch(metrics, synthetic_results(epochs=[0, 1, 2])) == 2
     assert analysed_best_epoch(metrics, synthetic_results(epochs=[0, 1])) == 1
+
+
+ANALYSIS_DIR = Path(__file__).resolve().parents[1] / "analysis"
+
+
+@pytest.mark.parametrize("script, outputs", [
+    ("fig_heatmaps.py", ["heatmap_capacity.png", "difference_capacity.png"]),
+    ("fig_layer_profiles.py", ["layer_profiles.png"]),
+    ("fig_training_curves.py", ["training_curves.png"]),
+    ("fig_rollback.py", ["rollback.png"]),
+    ("table_summary.py", ["summary_capacity.csv"]),
+])
+def test_analysis_scripts_regenerate_their_outputs(analysed_run, tmp_path, monkeypatch, capsys, script, outputs):
+    monkeypatch.syspath_prepend(str(ANALYSIS_DIR))
+    extra = {"fig_heatmaps.py": ["--metrics", "capacity"], "table_summary.py": []}.get(script, [])
+    formats = [] if script == "table_summary.py" else ["--formats", "png"]
+    monkeypatch.setattr("sys.argv", [script, str(analysed_run.path), "--out", str(tmp_path), *formats, *extra])
+    runpy.run_path(str(ANALYSIS_DIR / script), run_name="__main__")
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(outputs)
+    assert all(str(tmp_path / name) in capsys.readouterr().out for name in outputs[:1])
