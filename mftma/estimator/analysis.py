@@ -1,0 +1,253 @@
+"""Mean-field manifold analysis of P manifolds, end to end (docs/SCIENCE.md §2).
+
+:func:`analyze_manifolds` validates the input, removes the common center structure
+(:mod:`~mftma.estimator.correlation`), reduces every manifold to at most M dimensions, appends the
+constant coordinate, draws (or takes) t vectors and hands the points to the anchor-point solvers
+(:mod:`~mftma.estimator.anchor`). :class:`ManifoldAnalysis` wraps it as a scikit-learn style estimator.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from mftma.estimator.anchor import anchor_geometry
+from mftma.estimator.backends import select_backend
+from mftma.estimator.correlation import low_rank_center_structure, remove_center_structure
+from mftma.estimator.validation import check_count, check_kappa, check_manifolds, check_t_vecs
+
+
+@dataclass(frozen=True)
+class GeometryResult:
+    """Capacity, radius and dimension of P manifolds, with their center correlation.
+
+    Attributes
+    ----------
+    capacity, radius, dimension : ndarray, (P,)
+        Per manifold.
+    center_correlation : float
+        Mean absolute cosine between the manifold centers, before removing their common structure.
+    K : int
+        Number of common center directions removed.
+    settings : dict
+        ``kappa``, ``n_t``, ``n_reps``, ``seed``, ``backend`` (resolved) and ``t_vecs``
+        (``"given"`` or ``"seeded"``).
+    timings : dict
+        Seconds per stage: ``validation``, ``center_structure``, ``reduction``, ``anchor_points``, ``total``.
+    """
+
+    capacity: np.ndarray
+    radius: np.ndarray
+    dimension: np.ndarray
+    center_correlation: float
+    K: int
+    settings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def capacity_avg(self) -> float:
+        """Capacity of all manifolds together: the inverse of the mean inverse capacity."""
+        return float(1.0 / np.mean(1.0 / self.capacity))
+
+    @property
+    def radius_avg(self) -> float:
+        """Mean radius."""
+        return float(np.mean(self.radius))
+
+    @property
+    def dimension_avg(self) -> float:
+        """Mean dimension."""
+        return float(np.mean(self.dimension))
+
+    def to_frame(self) -> pd.DataFrame:
+        """A tidy table: one row per (manifold, metric), and summary rows with ``manifold`` missing.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``manifold`` (nullable integer), ``metric`` and ``value``. Per-manifold metrics are
+            ``capacity``, ``radius`` and ``dimension``; the summary rows hold their averages,
+            ``center_correlation`` and ``K``.
+        """
+        count = len(self.capacity)
+        per_manifold = pd.DataFrame(
+            {
+                "manifold": np.tile(np.arange(count), 3),
+                "metric": np.repeat(["capacity", "radius", "dimension"], count),
+                "value": np.concatenate([self.capacity, self.radius, self.dimension]),
+            }
+        )
+        summary = pd.DataFrame(
+            {
+                "manifold": pd.NA,
+                "metric": ["capacity", "radius", "dimension", "center_correlation", "K"],
+                "value": [self.capacity_avg, self.radius_avg, self.dimension_avg, self.center_correlation, self.K],
+            }
+        )
+        frame = pd.concat([per_manifold, summary], ignore_index=True)
+        return frame.astype({"manifold": "Int64", "metric": str, "value": float})
+
+
+def reduced_points(manifold: np.ndarray) -> np.ndarray:
+    """A normalised manifold in at most M coordinates, with the constant coordinate 1 appended.
+
+    Parameters
+    ----------
+    manifold : ndarray, (N, M)
+        Output of :func:`~mftma.estimator.correlation.remove_center_structure`; overwritten.
+
+    Returns
+    -------
+    ndarray, (min(N, M) + 1, M)
+        When N > M, the points in the basis of their economic QR factorisation (``Q^T S = R``, the
+        reference's coordinates); otherwise the points themselves.
+    """
+    features, samples = manifold.shape
+    if features > samples:
+        manifold = scipy.linalg.qr(manifold, mode="raw", overwrite_a=True, check_finite=False)[1]
+    return np.vstack([manifold, np.ones((1, samples))])
+
+
+def analyze_manifolds(
+    manifolds,
+    kappa: float = 0.0,
+    n_t: int = 200,
+    *,
+    t_vecs=None,
+    n_reps: int = 10,
+    seed: int | None = None,
+    backend: str = "auto",
+    progress: bool = False,
+) -> GeometryResult:
+    """Capacity, radius, dimension and center correlation of P manifolds.
+
+    Parameters
+    ----------
+    manifolds : list of P array_like (N, M_p), or array_like (P, N, M)
+        Features x samples per manifold (M_p may differ); float32 is computed in float64.
+    kappa : float
+        Margin, >= 0.
+    n_t : int
+        Number of Gaussian t vectors per manifold.
+    t_vecs : list of P array_like (min(N, M_p) + 1, n_t), optional
+        t vectors to use instead of seeded ones.
+    n_reps : int
+        Random restarts per rank in the center-structure search.
+    seed : int, optional
+        Seed of the restarts and t vectors; the result is deterministic given it.
+    backend : str
+        Anchor-point solver: ``"auto"``, ``"numba"``, ``"cuda"`` or ``"cvxpy"``.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    GeometryResult
+
+    Raises
+    ------
+    InputError
+        On invalid manifolds, kappa, n_t, n_reps, t_vecs or backend.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> clouds = [rng.standard_normal((40, 10)) for _ in range(4)]
+    >>> result = analyze_manifolds(clouds, n_t=50, n_reps=2, seed=0)
+    >>> result.capacity.shape, result.K >= 0
+    ((4,), True)
+    """
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    checked = check_manifolds(manifolds)
+    kappa, n_t, n_reps = check_kappa(kappa), check_count(n_t, "n_t"), check_count(n_reps, "n_reps")
+    dims = [min(m.shape) + 1 for m in checked]
+    given = t_vecs is not None
+    if given:
+        t_vecs = check_t_vecs(t_vecs, dims, n_t)
+    resolved = select_backend(backend)
+    structure_rng, t_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    timings = {"validation": time.perf_counter() - start}
+
+    stage = time.perf_counter()
+    centers = np.column_stack([m.mean(axis=1) for m in checked])
+    structure = low_rank_center_structure(centers, n_reps, structure_rng, progress)
+    timings["center_structure"] = time.perf_counter() - stage
+
+    stage = time.perf_counter()
+    normalized = remove_center_structure(checked, structure.directions)
+    points = [reduced_points(m) for m in tqdm(normalized, desc="reduce", disable=not progress)]
+    if not given:
+        t_vecs = [t_rng.standard_normal((rows, n_t)) for rows in dims]
+    timings["reduction"] = time.perf_counter() - stage
+
+    stage = time.perf_counter()
+    capacity, radius, dimension = anchor_geometry(points, t_vecs, kappa, resolved)
+    timings["anchor_points"] = time.perf_counter() - stage
+    timings["total"] = time.perf_counter() - start
+    settings = {
+        "kappa": kappa,
+        "n_t": n_t,
+        "n_reps": n_reps,
+        "seed": seed,
+        "backend": resolved,
+        "t_vecs": "given" if given else "seeded",
+    }
+    return GeometryResult(
+        capacity, radius, dimension, structure.center_correlation, structure.K, settings, timings
+    )
+
+
+class ManifoldAnalysis:
+    """Mean-field manifold analysis as a scikit-learn style estimator.
+
+    Parameters
+    ----------
+    kappa, n_t, n_reps, seed, backend, progress
+        As in :func:`analyze_manifolds`.
+
+    Attributes
+    ----------
+    result_ : GeometryResult
+        Set by :meth:`fit`.
+    capacity_, radius_, dimension_ : ndarray, (P,)
+        Per-manifold results.
+    center_correlation_ : float
+    K_ : int
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> model = ManifoldAnalysis(n_t=50, n_reps=2, seed=0).fit(rng.standard_normal((4, 40, 10)))
+    >>> model.capacity_.shape
+    (4,)
+    """
+
+    def __init__(self, kappa=0.0, n_t=200, n_reps=10, seed=None, backend="auto", progress=False):
+        self.kappa = kappa
+        self.n_t = n_t
+        self.n_reps = n_reps
+        self.seed = seed
+        self.backend = backend
+        self.progress = progress
+
+    def fit(self, manifolds, t_vecs=None) -> "ManifoldAnalysis":
+        """Analyse ``manifolds`` (see :func:`analyze_manifolds`) and store the result; returns self."""
+        result = analyze_manifolds(
+            manifolds,
+            self.kappa,
+            self.n_t,
+            t_vecs=t_vecs,
+            n_reps=self.n_reps,
+            seed=self.seed,
+            backend=self.backend,
+            progress=self.progress,
+        )
+        self.result_ = result
+        self.capacity_, self.radius_, self.dimension_ = result.capacity, result.radius, result.dimension
+        self.center_correlation_, self.K_ = result.center_correlation, result.K
+        return self
