@@ -159,8 +159,10 @@ def select_cells(cache, epochs=None, layers=None, subsets=None) -> list[Cell]:
         entries = entries[entries[column].isin(wanted)]
     if entries.empty:
         raise InputError(f"no complete cache entries to analyse in {cache.path}; run `mftma cache` first")
+    # The layer's position in the model (not among the cached layers), so partial caches agree.
+    model_index = {layer: int(cache.layer_info(layer)["index"]) for layer in set(entries["layer"])}
     return [
-        Cell(int(row.epoch), str(row.layer), int(row.layer_index), str(row.subset))
+        Cell(int(row.epoch), str(row.layer), model_index[row.layer], str(row.subset))
         for row in entries.itertuples(index=False)
     ]
 
