@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mftma.errors import DataFileError, InputError
+from mftma.experiments.concepts import concept_values
 from mftma.experiments.datasets import DATASET_NAMES, Dataset, load_dataset, read_cifar
 
 IMAGES_PER_CLASS = 2
@@ -100,8 +101,13 @@ def test_cifar_reads_tiny_files_from_folder_or_parent(tmp_path, name, writer, cl
     np.testing.assert_allclose(data.x_train.mean(dim=(0, 2, 3)), 0, atol=1e-5)
     np.testing.assert_allclose(data.x_train.std(dim=(0, 2, 3)), 1, atol=1e-3)
     assert torch.equal(load_dataset(name, data_dir=folder).x_test, data.x_test)
+    assert data.concepts_train is None
+    with_concepts = load_dataset(name, data_dir=folder, concepts=True)
+    assert with_concepts.concepts_test["contrast"].shape == (len(data.y_test),)
     x_train, y_train, _, _, _ = read_cifar(name, folder)
     assert x_train.dtype == np.uint8 and np.array_equal(y_train, data.y_train.numpy())
+    np.testing.assert_array_equal(with_concepts.concepts_train["red"],
+                                  concept_values(x_train.transpose(0, 2, 3, 1))["red"])
     # Channel-first layout: the first 1024 values of a row are the red plane.
     first = pickle.load(open(folder / ("data_batch_1" if name == "cifar10" else "train"), "rb"), encoding="bytes")
     assert np.array_equal(x_train[0, 0].ravel(), first[b"data"][0, :1024])

@@ -153,6 +153,9 @@ def _symmetric_pair_asm(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 def concept_values(images) -> dict[str, np.ndarray]:
-    """All concept measures of each image: :func:`hue_fractions` and :func:`glcm_statistics` (keys :data:`CONCEPT_NAMES`)."""
+    """All concept measures of each image: :func:`hue_fractions` and :func:`glcm_statistics`.
+
+    Returns a dict with the keys :data:`CONCEPT_NAMES`, each an array of shape (n,).
+    """
     images = _check_images(images, min_width=2)
     return {**hue_fractions(images), **glcm_statistics(images)}

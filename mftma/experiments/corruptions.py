@@ -139,7 +139,8 @@ def corrupt(dataset: Dataset, kind: str = "permute", fraction: float = 0.2,
     --------
     >>> from mftma.experiments.datasets import load_dataset
     >>> noisy, record = corrupt(load_dataset("digits"), "permute", fraction=0.2, seed=0)
-    >>> len(record.true_labels), int(record.permuted_mask.sum()), int((noisy.y_train.numpy() != record.true_labels).sum())
+    >>> mislabeled = noisy.y_train.numpy() != record.true_labels
+    >>> len(record.true_labels), int(record.permuted_mask.sum()), int(mislabeled.sum())
     (1347, 269, 269)
     """
     if kind not in CORRUPTIONS:

@@ -55,7 +55,7 @@ class Dataset:
     class_names : tuple of str
         One readable name per class.
     concepts_train, concepts_test : dict of str to ndarray, optional
-        Concept name -> one value per example (``textures`` only; see :mod:`.concepts`).
+        Concept name -> one value per example (``textures``; CIFAR on request; see :mod:`.concepts`).
     """
 
     name: str
@@ -137,7 +137,8 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0
         Seed of the generator (``mnist1d``, ``textures``) or of the train/test split (``digits``).
     **options
         Per data set: ``mnist1d``: ``n_train=4000, n_test=1000``; ``digits``: ``test_fraction=0.25``;
-        ``textures``: ``n_train=6400, n_test=1600``; CIFAR: none.
+        ``textures``: ``n_train=6400, n_test=1600``; CIFAR: ``concepts=False`` (True: also compute the
+        concept values of every image, as ``textures`` always does).
 
     Returns
     -------
@@ -261,16 +262,13 @@ def textures_dataset(images: np.ndarray, labels: np.ndarray, n_train: int) -> Da
     n_train : int
         The first ``n_train`` images form the training split, the rest the test split.
     """
-    from mftma.experiments.concepts import concept_values
     from mftma.experiments.textures import CLASS_NAMES
 
-    concepts = concept_values(images)
-    x_train, x_test = standardize(images[:n_train].transpose(0, 3, 1, 2), images[n_train:].transpose(0, 3, 1, 2),
-                                  axes=(0, 2, 3))
+    channels_first = images.transpose(0, 3, 1, 2)
+    x_train, x_test = standardize(channels_first[:n_train], channels_first[n_train:], axes=(0, 2, 3))
     return Dataset("textures", x_train, _labels(labels[:n_train]), x_test, _labels(labels[n_train:]),
-                   len(CLASS_NAMES), CLASS_NAMES,
-                   concepts_train={key: values[:n_train] for key, values in concepts.items()},
-                   concepts_test={key: values[n_train:] for key, values in concepts.items()})
+                   len(CLASS_NAMES), CLASS_NAMES, concepts_train=_image_concepts(channels_first[:n_train]),
+                   concepts_test=_image_concepts(channels_first[n_train:]))
 
 
 @dataclass(frozen=True)
@@ -387,13 +385,25 @@ def read_cifar(name: str, data_dir: str | Path | None) -> tuple[np.ndarray, np.n
 
 
 def _cifar_loader(name: str) -> Callable[..., Dataset]:
-    def load(seed: int, data_dir) -> Dataset:
+    def load(seed: int, data_dir, concepts: bool = False) -> Dataset:
+        if not isinstance(concepts, bool):
+            raise InputError(f"concepts must be true or false, got {concepts!r}")
         x_train, y_train, x_test, y_test, names = read_cifar(name, data_dir)
+        concepts_train, concepts_test = (_image_concepts(x) if concepts else None for x in (x_train, x_test))
         x_train, x_test = standardize(x_train, x_test, axes=(0, 2, 3))
-        return Dataset(name, x_train, _labels(y_train), x_test, _labels(y_test), len(names), names)
+        return Dataset(name, x_train, _labels(y_train), x_test, _labels(y_test), len(names), names,
+                       concepts_train=concepts_train, concepts_test=concepts_test)
 
-    load.__doc__ = f"{name} from the downloaded python-pickle files, standardized per channel."
+    load.__doc__ = (f"{name} from the downloaded python-pickle files, standardized per channel; with "
+                    "``concepts=True`` also the concept values of every image (:mod:`.concepts`).")
     return load
+
+
+def _image_concepts(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Concept values of uint8 images shaped ``(n, 3, H, W)``."""
+    from mftma.experiments.concepts import concept_values
+
+    return concept_values(images.transpose(0, 2, 3, 1))
 
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {
