@@ -115,3 +115,12 @@ def test_record_rejects_inconsistent_masks():
     labels = np.arange(4)
     with pytest.raises(InputError, match="cover every example whose label changed"):
         CorruptionRecord("permute", 0.0, 0, labels, labels[::-1].copy(), np.zeros(4, bool))
+
+
+def test_concepts_survive_label_corruptions_only(images):
+    with_concepts = Dataset(**{**images.__dict__, "concepts_train": {"red": np.arange(400.0)},
+                               "concepts_test": {"red": np.arange(20.0)}})
+    for kind in CORRUPTIONS:
+        corrupted, _ = corrupt(with_concepts, kind)
+        assert (corrupted.concepts_train is not None) == (kind in ("none", "permute", "random_labels"))
+        assert corrupted.concepts_test is with_concepts.concepts_test

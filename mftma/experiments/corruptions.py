@@ -16,8 +16,9 @@ example in ``permuted_mask`` really is mislabeled: its accuracy against the trai
 memorization, and its ``permuted`` (training label) and ``restored`` (true label) groupings always differ.
 ``fraction`` is the exact fraction of randomized labels (rounded to whole examples); kinds other than
 ``permute`` do not use it. Pixel corruptions permute the spatial positions of an input ``(C, *spatial)``
-and move all channels of a position together. Labels and inputs are drawn once from ``seed`` and stay
-fixed for the whole run.
+and move all channels of a position together; input corruptions drop the training set's concept values,
+which described the original images. Labels and inputs are drawn once from ``seed`` and stay fixed for
+the whole run.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from mftma.experiments.datasets import Dataset
 from mftma.experiments.npz import load_npz, save_npz
 
 CORRUPTIONS = ("none", "permute", "random_labels", "shuffle_pixels", "random_pixels", "gaussian")
+_LABEL_KINDS = ("none", "permute", "random_labels")
 _LABEL_FRACTION = {"random_labels": 1.0}
 _RECORD_FORMAT = "mftma-corruption-record-1"
 
@@ -153,7 +155,9 @@ def corrupt(dataset: Dataset, kind: str = "permute", fraction: float = 0.2,
     train_labels, mask = _randomize_labels(true_labels, dataset.num_classes, label_fraction, rng)
     x_train, permutation = _corrupt_inputs(kind, dataset.x_train.numpy(), rng)
     record = CorruptionRecord(kind, label_fraction, seed, true_labels, train_labels, mask, permutation)
-    corrupted = dataclasses.replace(dataset, x_train=torch.from_numpy(x_train), y_train=torch.from_numpy(train_labels))
+    concepts_train = dataset.concepts_train if kind in _LABEL_KINDS else None
+    corrupted = dataclasses.replace(dataset, x_train=torch.from_numpy(x_train), y_train=torch.from_numpy(train_labels),
+                                    concepts_train=concepts_train)
     return corrupted, record
 
 
