@@ -37,13 +37,13 @@ CONVERGED, ITERATION_LIMIT, KKT_VIOLATED = 0, 1, 2
 _FREE, _PASSIVE, _SET_ASIDE = 0, 1, 2
 
 
-def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, chol, z, grad, order, state):
+def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, lower, upper, y, z, grad, scale, order, state):
     """Solve ``min_{a >= 0} 1/2 a^T G a - a^T b`` by the Lawson-Hanson active set on the Gram matrix.
 
     Parameters
     ----------
     gram : 1-d float64 array
-        ``G`` (m, m), row-major, at ``gram[g0 : g0 + m * m]``.
+        ``G`` (m, m), symmetric, row-major, at ``gram[g0 : g0 + m * m]``.
     g0, m : int
         Offset of ``G`` and its size.
     rhs : 1-d float64 array
@@ -54,11 +54,12 @@ def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, chol, z, grad, order, state):
         ``||t'||``, the scale of the gradients.
     alpha : 1-d float64 array
         Receives the solution at ``alpha[r0 : r0 + m]``.
-    chol, z, grad, order, state : 1-d arrays
-        Scratch of at least ``m * m``, ``m``, ``m``, ``m``, ``m`` elements (the last two integer):
-        the Cholesky factor of the passive block (row ``r`` at ``chol[r * m :]``), the passive
-        solution, the negative gradient ``b - G a``, the passive indices in factor order and the
-        state of every column (free, passive, set aside).
+    lower, upper, y, z, grad, scale, order, state : 1-d arrays
+        Scratch of at least ``m * m`` (the first two) or ``m`` elements (the last two integer): the
+        Cholesky factor ``L`` of the passive block by rows (``L[r, c]`` at ``lower[r * m + c]``) and by
+        columns (at ``upper[c * m + r]``), ``L^-1 b_P``, the passive solution, the negative gradient
+        ``b - G a``, ``1 / ||s_j||``, the passive indices in factor order and the state of every column.
+        Keeping ``L`` both ways lets every triangular solve run along contiguous memory.
 
     Returns
     -------
@@ -68,6 +69,7 @@ def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, chol, z, grad, order, state):
     for j in range(m):
         alpha[r0 + j] = 0.0
         grad[j] = rhs[r0 + j]
+        scale[j] = 1.0 / math.sqrt(gram[g0 + j * m + j])
         state[j] = _FREE
     n_passive = 0
     status = ITERATION_LIMIT
@@ -76,45 +78,47 @@ def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, chol, z, grad, order, state):
         enter = -1
         best = ENTER_TOL * t_norm
         for j in range(m):
-            if state[j] == _FREE:
-                score = grad[j] / math.sqrt(gram[g0 + j * m + j])
-                if score > best:
-                    best = score
-                    enter = j
+            if state[j] == _FREE and grad[j] * scale[j] > best:
+                best = grad[j] * scale[j]
+                enter = j
         if enter < 0:
             status = CONVERGED
             break
-        # Append its row to the Cholesky factor; set it aside if it depends on the passive columns.
+        # Its row of the factor solves L l = G[P, enter]; set it aside if it depends on the passive columns.
         row = n_passive * m
-        norm_sq = 0.0
         for r in range(n_passive):
-            value = gram[g0 + order[r] * m + enter]
-            for c in range(r):
-                value -= chol[r * m + c] * chol[row + c]
-            value /= chol[r * m + r]
-            chol[row + r] = value
+            lower[row + r] = gram[g0 + enter * m + order[r]]
+        norm_sq = 0.0
+        for c in range(n_passive):
+            value = lower[row + c] / lower[c * m + c]
+            lower[row + c] = value
             norm_sq += value * value
+            for r in range(c + 1, n_passive):
+                lower[row + r] -= upper[c * m + r] * value
         pivot = gram[g0 + enter * m + enter] - norm_sq
         if pivot <= DEPENDENCE_TOL * gram[g0 + enter * m + enter]:
             state[enter] = _SET_ASIDE
             continue
-        chol[row + n_passive] = math.sqrt(pivot)
+        diagonal = math.sqrt(pivot)
+        lower[row + n_passive] = diagonal
+        value = rhs[r0 + enter]
+        for c in range(n_passive):
+            upper[c * m + n_passive] = lower[row + c]
+            value -= lower[row + c] * y[c]
+        upper[n_passive * m + n_passive] = diagonal
+        y[n_passive] = value / diagonal
         order[n_passive] = enter
         state[enter] = _PASSIVE
         n_passive += 1
         first_pass = True
         while True:
-            # Unconstrained solution on the passive set: L L^T z = b_P.
+            # Unconstrained solution on the passive set: L^T z = y.
             for r in range(n_passive):
-                value = rhs[r0 + order[r]]
-                for c in range(r):
-                    value -= chol[r * m + c] * z[c]
-                z[r] = value / chol[r * m + r]
+                z[r] = y[r]
             for r in range(n_passive - 1, -1, -1):
-                value = z[r]
-                for c in range(r + 1, n_passive):
-                    value -= chol[c * m + r] * z[c]
-                z[r] = value / chol[r * m + r]
+                z[r] /= lower[r * m + r]
+                for c in range(r):
+                    z[c] -= lower[r * m + c] * z[r]
             if first_pass and z[n_passive - 1] <= 0.0:
                 # In exact arithmetic the entering column gets a positive weight; here rounding
                 # decided otherwise, so it is set aside and the factor keeps its previous rows.
@@ -144,8 +148,7 @@ def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, chol, z, grad, order, state):
                 if r == blocking or updated <= 0.0:
                     alpha[r0 + index] = 0.0
                     state[index] = _FREE
-                    if first_removed == n_passive:
-                        first_removed = r
+                    first_removed = min(first_removed, r)
                 else:
                     alpha[r0 + index] = updated
                     order[kept] = index
@@ -155,26 +158,31 @@ def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, chol, z, grad, order, state):
             for j in range(m):
                 if state[j] == _SET_ASIDE:
                     state[j] = _FREE
-            # Rows before the first removed column are unchanged; refactor the rest.
+            # Rows before the first removed column are unchanged; refactor the rest, and y with them.
             for r in range(first_removed, n_passive):
                 for c in range(r + 1):
                     value = gram[g0 + order[r] * m + order[c]]
                     for q in range(c):
-                        value -= chol[r * m + q] * chol[c * m + q]
-                    if c < r:
-                        chol[r * m + c] = value / chol[c * m + c]
-                    else:
-                        chol[r * m + r] = math.sqrt(value)
+                        value -= lower[r * m + q] * lower[c * m + q]
+                    value = value / lower[c * m + c] if c < r else math.sqrt(value)
+                    lower[r * m + c] = value
+                    upper[c * m + r] = value
+                value = rhs[r0 + order[r]]
+                for c in range(r):
+                    value -= lower[r * m + c] * y[c]
+                y[r] = value / lower[r * m + r]
         for j in range(m):
-            value = rhs[r0 + j]
-            for r in range(n_passive):
-                value -= gram[g0 + j * m + order[r]] * alpha[r0 + order[r]]
-            grad[j] = value
+            grad[j] = rhs[r0 + j]
+        for r in range(n_passive):
+            weight = alpha[r0 + order[r]]
+            base = g0 + order[r] * m
+            for j in range(m):
+                grad[j] -= gram[base + j] * weight
     if status == CONVERGED:
         # KKT: gradient <= 0 on free columns and = 0 on passive ones (alpha > 0 there by construction).
         limit = KKT_TOL * t_norm
         for j in range(m):
-            scaled = grad[j] / math.sqrt(gram[g0 + j * m + j])
+            scaled = grad[j] * scale[j]
             if scaled > limit or (state[j] == _PASSIVE and scaled < -limit):
                 status = KKT_VIOLATED
     return status
@@ -268,16 +276,16 @@ def _solve_items(gram, gram_offset, sizes, rhs, rhs_offset, item_manifold, t_nor
     n_items = item_manifold.size
     largest = sizes.max()
     for chunk in numba.prange((n_items + CHUNK - 1) // CHUNK):
-        chol = np.empty(largest * largest)
-        z = np.empty(largest)
-        grad = np.empty(largest)
+        lower = np.empty(largest * largest)
+        upper = np.empty(largest * largest)
+        vectors = np.empty((4, largest))
         order = np.empty(largest, dtype=np.int64)
         state = np.empty(largest, dtype=np.int64)
         for item in range(chunk * CHUNK, min(n_items, (chunk + 1) * CHUNK)):
             p = item_manifold[item]
             status[item] = _nnls_gram_cpu(
-                gram, gram_offset[p], sizes[p], rhs, rhs_offset[item], t_norm[item],
-                alpha, chol, z, grad, order, state,
+                gram, gram_offset[p], sizes[p], rhs, rhs_offset[item], t_norm[item], alpha,
+                lower, upper, vectors[0], vectors[1], vectors[2], vectors[3], order, state,
             )
 
 
