@@ -181,3 +181,29 @@ def test_missing_cuda_is_a_clear_error(tiny, tmp_path):
         pytest.skip("CUDA is available here")
     with pytest.raises(InputError, match="CUDA is not available"):
         train(tiny.replace(training={"device": "cuda"}), tmp_path / "run", progress=False)
+
+
+def _cli(*argv):
+    import argparse
+
+    from mftma.cli import train as train_command
+
+    parser = argparse.ArgumentParser(prog="mftma")
+    train_command.register(parser.add_subparsers())
+    args = parser.parse_args(["train", *argv])
+    return args.func(args)
+
+
+def test_cli_trains_with_overrides_and_reports(tmp_path, capsys):
+    assert _cli("tiny", "--out", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu", "--no-progress") == 0
+    assert "test accuracy" in capsys.readouterr().out
+    with pytest.raises(InputError, match="training.epochs"):
+        _cli("tiny", "--out", str(tmp_path / "run"), "--epochs", "2", "--no-progress")
+
+
+def test_cli_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        _cli("--help")
+    text = capsys.readouterr().out
+    for option in ("--out", "--epochs", "--device", "--num-threads", "--no-progress", "metrics.csv"):
+        assert option in text
