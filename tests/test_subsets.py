@@ -109,6 +109,8 @@ def test_available_subsets():
     assert available_subsets(make_record(fraction=0.5)) == SUBSETS
     assert available_subsets(make_record(fraction=0.0)) == ("unpermuted", "test")
     assert available_subsets(make_record(fraction=1.0)) == ("permuted", "restored", "test")
+    with pytest.raises(InputError, match="permuted, restored have no examples .* available: unpermuted, test"):
+        sample_subsets(make_record(fraction=0.0), TEST_LABELS, 5, M=5)
 
 
 def _max_flow(available, M):

@@ -96,8 +96,9 @@ def sample_subsets(record: CorruptionRecord, test_labels, num_classes: int, M: i
     Raises
     ------
     InputError
-        Unknown subset, invalid ``M`` or ``P``, or a class with fewer than ``M`` examples in a subset
-        (the message names the class, the subset, how many there are and ``M``).
+        Unknown subset, a subset without examples under ``record`` (see :func:`available_subsets`),
+        invalid ``M`` or ``P``, or a class with fewer than ``M`` examples in a subset (the message names
+        the class, the subset, how many there are and ``M``).
 
     Examples
     --------
@@ -112,6 +113,10 @@ def sample_subsets(record: CorruptionRecord, test_labels, num_classes: int, M: i
     unknown = [subset for subset in subsets if subset not in SUBSETS]
     if unknown:
         raise InputError(f"unknown subset(s) {', '.join(map(repr, unknown))}; valid subsets: {', '.join(SUBSETS)}")
+    empty = [subset for subset in subsets if subset not in available_subsets(record)]
+    if empty:
+        raise InputError(f"subset(s) {', '.join(empty)} have no examples under corruption {record.kind!r} with "
+                         f"fraction {record.fraction}; available: {', '.join(available_subsets(record))}")
     if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 2:
         raise InputError(f"M (examples per manifold) must be an integer >= 2, got {M!r}")
     P = num_classes if P is None else P
