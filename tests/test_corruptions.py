@@ -111,10 +111,16 @@ def test_record_save_load_round_trip_and_bad_files(images, tmp_path):
         CorruptionRecord.load(tmp_path / "pickled.npz")
 
 
-def test_record_rejects_inconsistent_masks():
+def test_record_rejects_inconsistent_masks_and_labels(tmp_path):
     labels = np.arange(4)
     with pytest.raises(InputError, match="cover every example whose label changed"):
         CorruptionRecord("permute", 0.0, 0, labels, labels[::-1].copy(), np.zeros(4, bool))
+    with pytest.raises(InputError, match="labels must be integers"):
+        CorruptionRecord("none", 0.0, 0, labels * 1.0, labels * 1.0, np.zeros(4, bool))
+    np.savez(tmp_path / "bad.npz", format="mftma-corruption-record-1", kind="none", fraction=0.0, seed=0,
+             true_labels=labels, train_labels=labels, permuted_mask=np.zeros(3, bool))
+    with pytest.raises(DataFileError, match="inconsistent corruption record"):
+        CorruptionRecord.load(tmp_path / "bad.npz")
 
 
 def test_concepts_survive_label_corruptions_only(images):

@@ -76,6 +76,8 @@ class CorruptionRecord:
         shapes = {self.true_labels.shape, self.train_labels.shape, self.permuted_mask.shape}
         if len(shapes) != 1 or self.true_labels.ndim != 1:
             raise InputError(f"true_labels, train_labels and permuted_mask must be 1-D of one length, got {shapes}")
+        if self.true_labels.dtype.kind not in "iu" or self.train_labels.dtype.kind not in "iu":
+            raise InputError(f"labels must be integers, got {self.true_labels.dtype} and {self.train_labels.dtype}")
         if self.permuted_mask.dtype != bool or np.any(self.train_labels[~self.permuted_mask]
                                                       != self.true_labels[~self.permuted_mask]):
             raise InputError("permuted_mask must be boolean and cover every example whose label changed")
