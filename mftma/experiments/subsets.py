@@ -110,6 +110,25 @@ def sample_subsets(record: CorruptionRecord, test_labels, num_classes: int, M: i
     >>> samples["restored"].indices.shape, set(samples["permuted"].indices) == set(samples["restored"].indices)
     ((200,), True)
     """
+    P, test_labels = _check_arguments(record, test_labels, num_classes, M, P, subsets)
+    classes = np.arange(P, dtype=np.int64)
+    samplers = {
+        "unpermuted": lambda rng: _by_class("unpermuted", "train", record.train_labels, ~record.permuted_mask,
+                                            classes, M, rng),
+        "permuted": lambda rng: _regrouped(_permuted_selection(record, classes, M, rng), "permuted",
+                                           record.train_labels, classes, M),
+        "restored": lambda rng: _regrouped(_permuted_selection(record, classes, M, rng), "restored",
+                                           record.true_labels, classes, M),
+        "test": lambda rng: _by_class("test", "test", test_labels, np.ones(len(test_labels), bool), classes, M, rng),
+    }
+    # "restored" uses the generator of "permuted": both are the same selection of examples.
+    stream = {"unpermuted": 0, "permuted": 1, "restored": 1, "test": 3}
+    return {subset: samplers[subset](np.random.default_rng([seed, stream[subset]])) for subset in subsets}
+
+
+def _check_arguments(record: CorruptionRecord, test_labels, num_classes: int, M, P,
+                     subsets) -> tuple[int, np.ndarray]:
+    """Validate the arguments of :func:`sample_subsets`; return ``P`` (default: all classes) and the test labels."""
     unknown = [subset for subset in subsets if subset not in SUBSETS]
     if unknown:
         raise InputError(f"unknown subset(s) {', '.join(map(repr, unknown))}; valid subsets: {', '.join(SUBSETS)}")
@@ -126,19 +145,7 @@ def sample_subsets(record: CorruptionRecord, test_labels, num_classes: int, M: i
     if test_labels.ndim != 1 or test_labels.dtype.kind not in "iu":
         raise InputError(f"test_labels must be a 1-D integer array, got shape {test_labels.shape} "
                          f"and dtype {test_labels.dtype}")
-    classes = np.arange(P, dtype=np.int64)
-    samplers = {
-        "unpermuted": lambda rng: _by_class("unpermuted", "train", record.train_labels, ~record.permuted_mask,
-                                            classes, M, rng),
-        "permuted": lambda rng: _regrouped(_permuted_selection(record, classes, M, rng), "permuted",
-                                           record.train_labels, classes, M),
-        "restored": lambda rng: _regrouped(_permuted_selection(record, classes, M, rng), "restored",
-                                           record.true_labels, classes, M),
-        "test": lambda rng: _by_class("test", "test", test_labels, np.ones(len(test_labels), bool), classes, M, rng),
-    }
-    # "restored" uses the generator of "permuted": both are the same selection of examples.
-    stream = {"unpermuted": 0, "permuted": 1, "restored": 1, "test": 3}
-    return {subset: samplers[subset](np.random.default_rng([seed, stream[subset]])) for subset in subsets}
+    return int(P), test_labels
 
 
 def _too_few(label: int, subset: str, count: int, M: int) -> InputError:
