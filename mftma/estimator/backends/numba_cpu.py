@@ -289,6 +289,14 @@ def _solve_items(gram, gram_offset, sizes, rhs, rhs_offset, item_manifold, t_nor
             )
 
 
+def solve_packed(packed: PackedProblems) -> tuple[np.ndarray, np.ndarray]:
+    """Multipliers (laid out like ``packed.rhs``) and status codes of every packed problem."""
+    alpha = np.empty_like(packed.rhs)
+    status = np.empty(packed.item_manifold.size, dtype=np.int64)
+    _solve_items(*packed, alpha, status)
+    return alpha, status
+
+
 def solve_cone_projections(points, t_vecs, kappa=0.0):
     """``t - v = S @ alpha`` for every t vector of every manifold, by a batched parallel active set.
 
@@ -312,8 +320,6 @@ def solve_cone_projections(points, t_vecs, kappa=0.0):
         If a solve fails its final KKT check (not observed in testing; the message names the problem).
     """
     packed = pack_problems(points, t_vecs, float(kappa))
-    alpha = np.empty_like(packed.rhs)
-    status = np.empty(packed.item_manifold.size, dtype=np.int64)
-    _solve_items(*packed, alpha, status)
+    alpha, status = solve_packed(packed)
     check_status(status, packed)
     return unpack_residuals(points, t_vecs, alpha)
