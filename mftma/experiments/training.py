@@ -89,6 +89,9 @@ def train(
     if settings.num_threads is not None:
         torch.set_num_threads(settings.num_threads)
     device = resolve_device(settings.device)
+    if device.type == "cuda":
+        # Deterministic convolution algorithms, so that a seed fixes the weights on a GPU too.
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     dataset, record = load_training_data(config)
     model = build_model(
         config.model.name,
