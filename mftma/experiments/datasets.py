@@ -180,13 +180,15 @@ def standardize(x_train: np.ndarray, x_test: np.ndarray, axes: tuple[int, ...]) 
     Returns float32 tensors (statistics are accumulated in float64). ``axes=(0, 2, 3)`` standardizes each
     channel of ``(n, C, H, W)`` images; any fixed scaling of the raw values (e.g. to [0, 1]) cancels out.
     """
-    x_train, x_test = (np.asarray(x, dtype=np.float32) for x in (x_train, x_test))
-    mean = x_train.mean(axis=axes, dtype=np.float64, keepdims=True)
-    variance = np.square(x_train).mean(axis=axes, dtype=np.float64, keepdims=True) - np.square(mean)
-    std = np.sqrt(np.maximum(variance, 0.0))
+    x_train, x_test = (np.array(x, dtype=np.float32) for x in (x_train, x_test))  # own copies, changed in place
+    mean = x_train.mean(axis=axes, dtype=np.float64, keepdims=True).astype(np.float32)
+    x_train -= mean
+    x_test -= mean
+    std = np.sqrt(np.square(x_train).mean(axis=axes, dtype=np.float64, keepdims=True)).astype(np.float32)
     std[std == 0] = 1.0
-    mean, std = mean.astype(np.float32), std.astype(np.float32)
-    return tuple(torch.from_numpy((x - mean) / std) for x in (x_train, x_test))
+    x_train /= std
+    x_test /= std
+    return torch.from_numpy(x_train), torch.from_numpy(x_test)
 
 
 def _labels(values) -> torch.Tensor:
