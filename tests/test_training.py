@@ -90,7 +90,9 @@ def test_killed_subprocess_resumes_bit_identically(reference_run, tiny, tmp_path
     config = tmp_path / "tiny.yaml"
     config.write_text(json.dumps(tiny.to_dict()))
     run_dir = tmp_path / "run"
-    # The child kills itself with SIGKILL in the middle of epoch 2 (its 10th minibatch).
+    # The child kills itself with SIGKILL in the middle of epoch 2.
+    steps_per_epoch = -(-tiny.data.options["n_train"] // tiny.training.batch_size)
+    kill_at = steps_per_epoch + steps_per_epoch // 2
     child = textwrap.dedent(f"""
         import os, signal, torch
         from mftma.experiments.config import load_config
@@ -99,7 +101,7 @@ def test_killed_subprocess_resumes_bit_identically(reference_run, tiny, tmp_path
         original = torch.optim.SGD.step
         def step(self, *args, **kwargs):
             steps.append(1)
-            if len(steps) == 13 + 10:
+            if len(steps) == {kill_at}:
                 os.kill(os.getpid(), signal.SIGKILL)
             return original(self, *args, **kwargs)
         torch.optim.SGD.step = step
