@@ -54,6 +54,10 @@ def test_shuffle_pixels_applies_one_permutation_to_every_image(images):
     flat = images.x_train.numpy().reshape(400, 3, 20)
     np.testing.assert_array_equal(corrupted.x_train.numpy().reshape(400, 3, 20), flat[:, :, permutation])
     assert np.array_equal(record.train_labels, record.true_labels)
+    # The same permutation reaches the test images: a change of representation, not of the task.
+    test_flat = images.x_test.numpy().reshape(20, 3, 20)
+    np.testing.assert_array_equal(corrupted.x_test.numpy().reshape(20, 3, 20), test_flat[:, :, permutation])
+    assert torch.equal(corrupted.y_test, images.y_test)
 
 
 def test_random_pixels_permutes_each_image_differently(images):
@@ -129,4 +133,7 @@ def test_concepts_survive_label_corruptions_only(images):
     for kind in CORRUPTIONS:
         corrupted, _ = corrupt(with_concepts, kind)
         assert (corrupted.concepts_train is not None) == (kind in ("none", "permute", "random_labels"))
-        assert corrupted.concepts_test is with_concepts.concepts_test
+        # Shuffled test pixels no longer show the textures their concept values describe.
+        assert (corrupted.concepts_test is None) == (kind == "shuffle_pixels")
+        if kind != "shuffle_pixels":
+            assert corrupted.concepts_test is with_concepts.concepts_test

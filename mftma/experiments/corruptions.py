@@ -1,12 +1,13 @@
 """Corrupted training sets (SCIENCE §4) with a record from which every grouping can be recovered.
 
 =================  ======================================================================================
-kind               what happens to the training set (the test set is never corrupted)
+kind               what happens to the training set (the test set only changes under ``shuffle_pixels``)
 =================  ======================================================================================
 ``none``           nothing
 ``permute``        a fraction ``fraction`` of the examples, chosen at random, get a random *wrong* label
 ``random_labels``  every example gets a random wrong label (``permute`` with fraction 1)
-``shuffle_pixels`` one fixed random permutation of the pixel positions, the same for every image
+``shuffle_pixels`` one fixed random permutation of the pixel positions, the same for every image,
+                   test images included (a change of input representation, Zhang et al. 2017)
 ``random_pixels``  a new random permutation of the pixel positions for every image
 ``gaussian``       inputs replaced by Gaussian noise with each channel's training mean and variance
 =================  ======================================================================================
@@ -17,7 +18,7 @@ memorization, and its ``permuted`` (training label) and ``restored`` (true label
 ``fraction`` is the exact fraction of randomized labels (rounded to whole examples); kinds other than
 ``permute`` do not use it. Pixel corruptions permute the spatial positions of an input ``(C, *spatial)``
 and move all channels of a position together; input corruptions drop the training set's concept values,
-which described the original images. Labels and inputs are drawn once from ``seed`` and stay fixed for
+which described the original images (and ``shuffle_pixels`` those of the test set). Labels and inputs are drawn once from ``seed`` and stay fixed for
 the whole run.
 """
 from __future__ import annotations
@@ -130,7 +131,8 @@ def corrupt(dataset: Dataset, kind: str = "permute", fraction: float = 0.2,
     Returns
     -------
     corrupted : Dataset
-        The data set with training labels ``record.train_labels`` and corrupted training inputs.
+        The data set with training labels ``record.train_labels`` and corrupted training inputs; under
+        ``shuffle_pixels`` the test inputs get the same pixel permutation, so test accuracy stays meaningful.
     record : CorruptionRecord
         The true labels, the training labels and which examples were randomized.
 
@@ -156,10 +158,13 @@ def corrupt(dataset: Dataset, kind: str = "permute", fraction: float = 0.2,
     label_fraction = float(fraction) if kind == "permute" else _LABEL_FRACTION.get(kind, 0.0)
     train_labels, mask = _randomize_labels(true_labels, dataset.num_classes, label_fraction, rng)
     x_train, permutation = _corrupt_inputs(kind, dataset.x_train.numpy(), rng)
+    x_test = dataset.x_test if permutation is None else torch.from_numpy(_permute_pixels(dataset.x_test.numpy(),
+                                                                                          permutation))
     record = CorruptionRecord(kind, label_fraction, seed, true_labels, train_labels, mask, permutation)
     concepts_train = dataset.concepts_train if kind in _LABEL_KINDS else None
     corrupted = dataclasses.replace(dataset, x_train=torch.from_numpy(x_train), y_train=torch.from_numpy(train_labels),
-                                    concepts_train=concepts_train)
+                                    x_test=x_test, concepts_train=concepts_train,
+                                    concepts_test=dataset.concepts_test if permutation is None else None)
     return corrupted, record
 
 
@@ -179,6 +184,11 @@ def _randomize_labels(true_labels: np.ndarray, num_classes: int, fraction: float
     return train_labels, mask
 
 
+def _permute_pixels(x: np.ndarray, permutation: np.ndarray) -> np.ndarray:
+    """Inputs ``(n, C, *spatial)`` with the flattened spatial positions reordered by ``permutation``."""
+    return x.reshape(*x.shape[:2], -1)[:, :, permutation].reshape(x.shape)
+
+
 def _corrupt_inputs(kind: str, x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
     """Corrupted copy of the training inputs ``(n, C, *spatial)`` and the fixed pixel permutation if any."""
     n, channels = x.shape[:2]
@@ -186,7 +196,7 @@ def _corrupt_inputs(kind: str, x: np.ndarray, rng: np.random.Generator) -> tuple
     positions = flat.shape[2]
     if kind == "shuffle_pixels":
         permutation = rng.permutation(positions)
-        return flat[:, :, permutation].reshape(x.shape), permutation
+        return _permute_pixels(x, permutation), permutation
     if kind == "random_pixels":
         permutations = rng.permuted(np.broadcast_to(np.arange(positions), (n, positions)), axis=1)
         return np.take_along_axis(flat, permutations[:, None, :], axis=2).reshape(x.shape), None
