@@ -168,11 +168,11 @@ def test_foreign_nonempty_directory_is_refused(tiny, tmp_path):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"data": {"name": "mnist2d"}}, "unknown data set 'mnist2d'"),
-        ({"model": {"name": "vgg19"}}, "unknown model 'vgg19'"),
+        ({"data": {"options": {"size": 3}}}, "unknown option.*size"),
+        ({"model": {"options": {"depth": 3}}}, r"unknown option\(s\) \['depth'\]"),
     ],
 )
-def test_unknown_names_fail_before_writing(tiny, tmp_path, changes, message):
+def test_unknown_options_fail_before_writing(tiny, tmp_path, changes, message):
     with pytest.raises(InputError, match=message):
         train(tiny.replace(**changes), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "run.json").exists()

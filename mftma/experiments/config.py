@@ -29,6 +29,9 @@ from typing import Any
 import yaml
 
 from mftma.errors import DataFileError, InputError
+from mftma.experiments.corruptions import CORRUPTIONS
+from mftma.experiments.datasets import DATASET_NAMES
+from mftma.experiments.models import MODEL_NAMES
 
 OPTIMIZERS = ("sgd", "adam")
 #: Learning-rate schedules, applied per epoch: constant; step (multiply by ``gamma`` at each epoch in
@@ -81,6 +84,7 @@ class DataConfig:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        _choice(self.name, DATASET_NAMES, "data.name")
         object.__setattr__(self, "seed", _number(self.seed, int, "data.seed", minimum=0))
         object.__setattr__(self, "data_dir", None if self.data_dir is None else str(self.data_dir))
         object.__setattr__(self, "options", _mapping(self.options, "data.options"))
@@ -95,6 +99,7 @@ class CorruptionConfig:
     seed: int = 0
 
     def __post_init__(self):
+        _choice(self.kind, CORRUPTIONS, "corruption.kind")
         fraction = _number(self.fraction, float, "corruption.fraction")
         if not 0.0 <= fraction <= 1.0:
             raise InputError(f"corruption.fraction (epsilon) must lie in [0, 1], got {fraction}")
@@ -111,6 +116,7 @@ class ModelConfig:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        _choice(self.name, MODEL_NAMES, "model.name")
         width = _number(self.width, float, "model.width")
         if width <= 0:
             raise InputError(f"model.width must be positive, got {width}")
