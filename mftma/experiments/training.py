@@ -101,30 +101,16 @@ def train(
         seed=settings.seed,
         **config.model.options,
     ).to(device)
-    metadata = stored_metadata or _metadata(config, dataset, record, model, device)
-    if stored_metadata is None:
-        checkpoints.atomic_write_text(run_dir / METADATA_FILE, json.dumps(metadata, indent=2))
-    checkpoints.atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-    _save_corruption(record, run_dir / CORRUPTION_FILE)
-
+    metadata = _write_run_files(run_dir, config, dataset, record, model, device, stored_metadata)
     optimizer = make_optimizer(model, settings)
     data = _TrainingData(dataset, record, device)
     schedule = checkpoints.checkpoint_schedule(settings.checkpoints, settings.epochs, settings.log_checkpoints)
     generator = torch.Generator().manual_seed(settings.seed)
-    state = _load_resume_state(run_dir)
-    if state is None:
-        _seed_everything(settings.seed)
-        rows = []
-        _finish_epoch(run_dir, 0, model, optimizer, generator, data, rows, schedule, lr=settings.lr)
-        start = 1
-    else:
-        _restore(state, model, optimizer, generator, device)
-        rows = _previous_rows(run_dir, state["epoch"])
-        start = state["epoch"] + 1
+    rows = _start_or_resume(run_dir, settings.seed, model, optimizer, generator, data, schedule, lr=settings.lr)
 
-    epochs = tqdm(range(start, settings.epochs + 1), initial=start - 1, total=settings.epochs,
-                  desc=f"train {run_dir.name}", unit="epoch", disable=not progress)
-    for epoch in epochs:
+    bar = tqdm(range(len(rows), settings.epochs + 1), initial=len(rows) - 1, total=settings.epochs,
+               desc=f"train {run_dir.name}", unit="epoch", disable=not progress)
+    for epoch in bar:
         began = time.perf_counter()
         lr = settings.lr * lr_factor(settings, epoch)
         for group in optimizer.param_groups:
@@ -132,8 +118,8 @@ def train(
         loss = _train_epoch(model, optimizer, data, settings.batch_size, generator)
         row = _finish_epoch(run_dir, epoch, model, optimizer, generator, data, rows, schedule,
                             lr=lr, loss=loss, began=began)
-        epochs.set_postfix(loss=f"{row['loss']:.3f}", test=f"{row['acc_test']:.3f}",
-                           permuted=f"{row['acc_permuted']:.3f}")
+        bar.set_postfix(loss=f"{row['loss']:.3f}", test=f"{row['acc_test']:.3f}",
+                        permuted=f"{row['acc_permuted']:.3f}")
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     if metadata["status"] != "complete":
@@ -251,6 +237,28 @@ def _finish_epoch(run_dir, epoch, model, optimizer, generator, data, rows, sched
              "random": _random_state(generator)}
     checkpoints.atomic_torch_save(state, checkpoints.resume_path(run_dir))
     return row
+
+
+def _write_run_files(run_dir, config, dataset, record, model, device, stored_metadata) -> dict:
+    """Write run.json (new runs only), config.yaml and corruption.npz; return the run's metadata."""
+    metadata = stored_metadata or _metadata(config, dataset, record, model, device)
+    if stored_metadata is None:
+        checkpoints.atomic_write_text(run_dir / METADATA_FILE, json.dumps(metadata, indent=2))
+    checkpoints.atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    _save_corruption(record, run_dir / CORRUPTION_FILE)
+    return metadata
+
+
+def _start_or_resume(run_dir, seed, model, optimizer, generator, data, schedule, *, lr) -> list[dict]:
+    """Restore the last committed epoch, or seed and commit epoch 0; return the metrics rows so far."""
+    state = _load_resume_state(run_dir)
+    if state is not None:
+        _restore(state, model, optimizer, generator, data.device)
+        return _previous_rows(run_dir, state["epoch"])
+    _seed_everything(seed)
+    rows = []
+    _finish_epoch(run_dir, 0, model, optimizer, generator, data, rows, schedule, lr=lr)
+    return rows
 
 
 def _seed_everything(seed: int) -> None:
