@@ -40,7 +40,7 @@ def checkpoint_schedule(spec: str | Sequence[int], epochs: int, log_count: int =
     Parameters
     ----------
     spec : "all", "log" or sequence of int
-        Every epoch; about ``log_count`` log-spaced epochs (dense early, where training changes fast);
+        Every epoch; ``log_count`` distinct log-spaced epochs (dense early, where training changes fast);
         or the given epochs (those beyond ``epochs`` are dropped).
     epochs : int
         Number of training epochs.
@@ -53,10 +53,20 @@ def checkpoint_schedule(spec: str | Sequence[int], epochs: int, log_count: int =
     if spec == "all":
         chosen = range(epochs + 1)
     elif spec == "log":
-        chosen = np.unique(np.round(np.geomspace(1, epochs, log_count)).astype(int)).tolist()
+        chosen = _log_spaced(epochs, min(log_count, epochs))
     else:
         chosen = [epoch for epoch in spec if epoch <= epochs]
     return sorted({0, epochs, *chosen})
+
+
+def _log_spaced(epochs: int, count: int) -> list[int]:
+    """``count`` distinct integers in ``1..epochs``, log-spaced (denser sampling until rounding leaves enough)."""
+    samples = count
+    while True:
+        chosen = np.unique(np.round(np.geomspace(1, epochs, samples)).astype(int))
+        if len(chosen) >= count:
+            return chosen.tolist()
+        samples += 1
 
 
 def checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
