@@ -115,7 +115,7 @@ def train(
         lr = settings.lr * lr_factor(settings, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = _train_epoch(model, optimizer, data, settings.batch_size, generator)
+        loss = _train_epoch(model, optimizer, data, settings.batch_size, generator, progress=progress)
         row = _finish_epoch(run_dir, epoch, model, optimizer, generator, data, rows, schedule,
                             lr=lr, loss=loss, began=began)
         bar.set_postfix(loss=f"{row['loss']:.3f}", test=f"{row['acc_test']:.3f}",
@@ -175,11 +175,11 @@ class _TrainingData:
         self.y_test = torch.as_tensor(dataset.y_test, dtype=torch.int64)
 
 
-def _train_epoch(model, optimizer, data, batch_size, generator) -> float:
+def _train_epoch(model, optimizer, data, batch_size, generator, *, progress) -> float:
     model.train()
     order = torch.randperm(len(data.y_train), generator=generator)
     total, count = 0.0, 0
-    for batch in order.split(batch_size):
+    for batch in tqdm(order.split(batch_size), desc="batches", unit="batch", leave=False, disable=not progress):
         x = data.x_train[batch].to(data.device, non_blocking=True)
         y = data.y_train[batch].to(data.device, non_blocking=True)
         loss = nn.functional.cross_entropy(model(x), y)
