@@ -1,0 +1,112 @@
+"""Center correlation and the low-rank center-structure search."""
+import numpy as np
+import pytest
+
+from mftma.estimator import correlation
+from mftma.estimator.correlation import (
+    centers_basis,
+    largest_rank,
+    low_rank_center_structure,
+    mean_abs_correlation,
+    remove_center_structure,
+)
+
+
+def _structured_centers(rng, features=60, count=12, rank=2, noise=0.2):
+    return rng.standard_normal((features, rank)) @ rng.standard_normal((rank, count)) + noise * rng.standard_normal(
+        (features, count)
+    )
+
+
+def test_mean_abs_correlation_of_known_vectors():
+    vectors = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    cos = 1 / np.sqrt(2)
+    assert mean_abs_correlation(vectors @ vectors.T) == pytest.approx((0 + cos + cos) * 2 / 6)
+
+
+def test_centers_basis_keeps_geometry(rng):
+    centers = rng.standard_normal((30, 7))
+    coordinates, basis = centers_basis(centers)
+    shifted = centers - centers.mean(axis=1, keepdims=True)
+    assert coordinates.shape == (7, 6)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(6), atol=1e-12)
+    np.testing.assert_allclose(coordinates @ coordinates.T, shifted.T @ shifted, atol=1e-10)
+
+
+def test_gradient_matches_finite_differences(rng):
+    coordinates, _ = centers_basis(rng.standard_normal((20, 9)))
+    gram = coordinates @ coordinates.T
+    directions = np.linalg.qr(rng.standard_normal((8, 2)))[0]
+    _, gradient = correlation._cost_and_gradient(coordinates, gram, directions)
+    step = 1e-6
+    numeric = np.zeros_like(directions)
+    for index in np.ndindex(directions.shape):
+        shift = np.zeros_like(directions)
+        shift[index] = step
+        numeric[index] = (
+            correlation._cost(coordinates, gram, directions + shift)
+            - correlation._cost(coordinates, gram, directions - shift)
+        ) / (2 * step)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_optimiser_reaches_a_stationary_point(rng):
+    coordinates, _ = centers_basis(_structured_centers(rng))
+    gram = coordinates @ coordinates.T
+    start = np.linalg.qr(rng.standard_normal((1, 11, 2)))[0]
+    solutions, iterations = correlation._optimize_restarts(coordinates, gram, start, 1000, 1e-6)
+    solution = solutions[0]
+    _, gradient = correlation._cost_and_gradient(coordinates, gram, solution)
+    np.testing.assert_allclose(solution.T @ solution, np.eye(2), atol=1e-12)
+    # stops at a gradient norm of 1e-6, or a little above when rounding stalls the line search
+    assert np.linalg.norm(correlation._horizontal(solution, gradient)) <= 1e-5
+    assert correlation._cost(coordinates, gram, solution) < correlation._cost(coordinates, gram, start[0])
+    assert iterations[0] < 1000
+
+
+def test_structure_is_found_and_lowers_correlation(rng):
+    structure = low_rank_center_structure(_structured_centers(rng, noise=0.1), n_reps=3, rng=rng)
+    assert structure.center_correlation > 0.3
+    assert 1 <= structure.K <= len(structure.residual_correlations)
+    assert structure.residual_correlations.min() < structure.center_correlation
+    directions = structure.directions
+    np.testing.assert_allclose(directions.T @ directions, np.eye(structure.K), atol=1e-10)
+
+
+def test_deterministic_given_seed(rng):
+    centers = _structured_centers(rng)
+    first, second = (low_rank_center_structure(centers, 3, np.random.default_rng(5)) for _ in range(2))
+    assert first.K == second.K
+    np.testing.assert_array_equal(first.directions, second.directions)
+
+
+@pytest.mark.parametrize("count, expected", [(2, 0), (3, 1), (10, 8)])
+def test_largest_rank_is_capped_for_small_p(rng, count, expected):
+    coordinates, _ = centers_basis(rng.standard_normal((50, count)))
+    assert largest_rank(coordinates) == expected
+
+
+def test_two_manifolds_have_nothing_to_remove(rng):
+    structure = low_rank_center_structure(rng.standard_normal((10, 2)), rng=rng)
+    assert structure.K == 0 and structure.directions.shape == (10, 0)
+    assert structure.center_correlation == pytest.approx(1.0)
+
+
+def test_stop_rule_needs_three_rises_after_rank_four():
+    assert not correlation._stop_rule([0.3, 0.2, 0.3, 0.4])
+    assert correlation._stop_rule([0.3, 0.2, 0.3, 0.4, 0.5])
+    assert not correlation._stop_rule([0.3, 0.2, 0.3, 0.25, 0.5])
+
+
+def test_removed_manifolds_are_centered_and_normalised(rng):
+    manifolds = [rng.standard_normal((15, 6)) + rng.standard_normal((15, 1)) for _ in range(4)]
+    directions = np.linalg.qr(rng.standard_normal((15, 1)))[0]
+    origin = np.concatenate(manifolds, axis=1).mean(axis=1)
+    for manifold, out in zip(manifolds, remove_center_structure(manifolds, directions)):
+        np.testing.assert_allclose(out.mean(axis=1), 0, atol=1e-12)
+        np.testing.assert_allclose(directions.T @ out, 0, atol=1e-12)
+        center = manifold.mean(axis=1) - origin
+        center -= directions @ (directions.T @ center)
+        np.testing.assert_allclose(out * np.linalg.norm(center), manifold - manifold.mean(axis=1, keepdims=True)
+                                   - directions @ (directions.T @ (manifold - manifold.mean(axis=1, keepdims=True))),
+                                   atol=1e-12)
