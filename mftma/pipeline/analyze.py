@@ -305,7 +305,7 @@ def _client(scheduler: str | None, n_workers: int, processes: bool):
             yield client
         return
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
 
 

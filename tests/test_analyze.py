@@ -1,0 +1,180 @@
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mftma.cli import analyze as analyze_cli
+from mftma.errors import DataFileError, InputError
+from mftma.pipeline.analyze import CELLS_DIRNAME, analyze_run
+from mftma.pipeline.results import METRICS, RESULT_COLUMNS, load_results, results_dir
+
+EPOCHS, LAYERS = [0, 4], ["input", "logits"]
+SUBSETS = ["unpermuted", "permuted", "restored", "test"]
+CELLS = len(EPOCHS) * len(LAYERS) * len(SUBSETS)
+FAST = dict(epochs=EPOCHS, layers=LAYERS, n_t=20, n_reps=1, seed=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def cached_run(tmp_path_factory):
+    """The shipped tiny config (MLP, 10 classes, M = 5) trained for 4 epochs, its activations cached."""
+    from mftma.cache.writer import cache_activations
+    from mftma.experiments.config import load_config
+    from mftma.experiments.training import train
+
+    run = train(load_config("tiny"), tmp_path_factory.mktemp("analyze") / "tiny", progress=False)
+    cache_activations(run, epochs=EPOCHS, layers=LAYERS, progress=False)
+    return run.path
+
+
+@pytest.fixture(scope="module")
+def reference(cached_run, tmp_path_factory):
+    """An uninterrupted analysis on a local cluster of two worker threads: (run_dir, table).
+
+    It also compiles the estimator's numba functions into their on-disk cache, which worker
+    processes started later load instead of compiling again.
+    """
+    run_dir = _copy(cached_run, tmp_path_factory.mktemp("reference"))
+    return run_dir, analyze_run(run_dir, n_workers=2, processes=False, **FAST)
+
+
+def _copy(run_dir, parent, with_results=False):
+    target = parent / run_dir.name
+    ignore = None if with_results else shutil.ignore_patterns("results")
+    shutil.copytree(run_dir, target, ignore=ignore)
+    return target
+
+
+def _recorder():
+    records = []
+    return records, records.append
+
+
+def _cells_dir(run_dir, table):
+    return results_dir(run_dir) / CELLS_DIRNAME / table.attrs["settings"]["key"]
+
+
+def test_table_holds_every_cell_and_metric(reference):
+    run_dir, table = reference
+    assert tuple(table.columns) == RESULT_COLUMNS
+    assert set(table["run"]) == {run_dir.name}
+    cells = table.groupby(["epoch", "layer", "subset"])["metric"].apply(set)
+    assert len(cells) == CELLS
+    per_cell = set(METRICS) - {"transfer_probe_accuracy"}
+    for (_, _, subset), metrics in cells.items():
+        assert metrics == per_cell | ({"transfer_probe_accuracy"} if subset == "test" else set())
+    assert np.isfinite(table["value"]).all()
+    assert dict(zip(table["layer"], table["layer_index"])) == {"input": 0, "logits": 3}
+    settings = table.attrs["settings"]
+    assert settings["estimator"]["n_t"] == 20 and settings["probe"]["n_splits"] == 5
+
+
+def test_values_are_sane(reference):
+    values = reference[1].pivot_table("value", ["epoch", "layer", "subset"], "metric")
+    assert ((values["capacity"] > 0) & (values["capacity"] <= 2.5)).all()
+    assert ((values["probe_accuracy"] >= 0) & (values["probe_accuracy"] <= 1)).all()
+    assert (values["K"] >= 0).all() and (values["participation_ratio"] >= 1).all()
+
+
+def test_saved_table_equals_returned_table(reference):
+    run_dir, table = reference
+    pd.testing.assert_frame_equal(load_results(run_dir), table)
+    assert len(pd.read_csv(results_dir(run_dir) / "results.csv")) == len(table)
+
+
+def test_worker_processes_give_the_same_table(cached_run, reference, tmp_path):
+    run_dir = _copy(cached_run, tmp_path)
+    table = analyze_run(run_dir, n_workers=2, processes=True, **FAST)
+    pd.testing.assert_frame_equal(table, reference[1].assign(run=run_dir.name))
+
+
+def test_interrupted_analysis_resumes_and_matches(cached_run, reference, tmp_path):
+    run_dir = _copy(cached_run, tmp_path)
+    expected = reference[1].assign(run=run_dir.name)
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop_after_three(record):
+        seen.append(record)
+        if len(seen) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        analyze_run(run_dir, n_workers=2, processes=False, on_cell_done=stop_after_three, **FAST)
+    assert len(list(_cells_dir(run_dir, expected).glob("e*.json"))) == 3
+
+    computed, hook = _recorder()
+    resumed = analyze_run(run_dir, n_workers=2, processes=False, on_cell_done=hook, **FAST)
+    assert len(computed) == CELLS - 3
+    pd.testing.assert_frame_equal(resumed, expected)
+
+    computed.clear()
+    assert analyze_run(run_dir, on_cell_done=hook, **FAST).equals(expected)
+    assert computed == []
+
+
+def test_changed_settings_are_not_reused(reference, tmp_path):
+    run_dir = _copy(reference[0], tmp_path, with_results=True)
+    computed, hook = _recorder()
+    changed = analyze_run(run_dir, processes=False, n_workers=1, on_cell_done=hook,
+                          **{**FAST, "layers": ["input"], "n_t": 21, "probes": False})
+    assert len(computed) == len(EPOCHS) * len(SUBSETS)
+    assert changed.attrs["settings"]["key"] != reference[1].attrs["settings"]["key"]
+    assert set(changed["layer"]) == {"input"} and "probe_accuracy" not in set(changed["metric"])
+    assert len(list((results_dir(run_dir) / CELLS_DIRNAME).iterdir())) == 2
+    record = json.loads(next(_cells_dir(run_dir, changed).glob("e*.json")).read_text())
+    assert set(record["seconds"]) == {"geometry"}
+
+
+def test_existing_scheduler_is_used(reference, tmp_path):
+    from dask.distributed import LocalCluster
+
+    run_dir = _copy(reference[0], tmp_path)
+    computed, hook = _recorder()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        table = analyze_run(run_dir, scheduler=cluster.scheduler_address, on_cell_done=hook,
+                            **{**FAST, "epochs": [4], "layers": ["logits"], "probes": False})
+    assert len(computed) == len(SUBSETS)
+    expected = reference[1].query("epoch == 4 and layer == 'logits' and not metric.str.contains('probe')")
+    pd.testing.assert_frame_equal(table.drop(columns="run"), expected.drop(columns="run").reset_index(drop=True))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"layers": ["conv9"]}, InputError, r"layers \['conv9'\] have no complete cache entries"),
+        ({"epochs": [2]}, InputError, "epochs"),
+        ({"probe_folds": 6}, InputError, "fewer than the 6 probe folds"),
+        ({"n_t": 0}, InputError, "n_t must be"),
+        ({"kappa": float("nan")}, InputError, "kappa"),
+    ],
+)
+def test_bad_requests_fail_before_any_work(cached_run, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        analyze_run(cached_run, **{**FAST, **kwargs})
+    assert not results_dir(cached_run).exists()
+
+
+def test_missing_cache_is_a_data_file_error(tmp_path):
+    with pytest.raises(DataFileError, match="mftma cache"):
+        analyze_run(tmp_path, progress=False)
+
+
+def test_command_line(reference, tmp_path, capsys):
+    run_dir = _copy(reference[0], tmp_path, with_results=True)
+    parser = argparse.ArgumentParser()
+    analyze_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["analyze", str(run_dir), "--epochs", *map(str, EPOCHS), "--layers", *LAYERS,
+                              "--n-t", "20", "--n-reps", "1", "--seed", "3", "--no-progress"])
+    assert args.func(args) == 0
+    assert f"{CELLS} cells" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(load_results(run_dir), reference[1].assign(run=run_dir.name))
+    help_text = parser._subparsers._group_actions[0].choices["analyze"].format_help()
+    for option in ("--epochs", "--layers", "--subsets", "--kappa", "--n-t", "--n-reps", "--seed", "--no-probes",
+                   "--scheduler", "--workers", "--probe-folds", "--probe-c"):
+        assert option in help_text
