@@ -1,0 +1,229 @@
+"""The whole pipeline in one call: train -> cache -> analyze (geometry and probes) -> plot -> rollback -> summary.
+
+``quickstart(out_dir)`` trains the default MNIST-1D run (``mftma/configs/mnist1d.yaml``) into
+``OUT/run``, caches and analyses about a dozen log-spaced epochs (always including 0, the epoch of best
+test accuracy and the last one), draws every figure, runs the layer-rollback grid and writes
+``OUT/summary.json``: the geometry at the input and the final analysed layer at the best and the last
+epoch, test accuracies, the best rollback gains and the four claims of :mod:`mftma.pipeline.claims`.
+Every stage resumes: training continues after its last epoch, cached entries, analysed cells and
+rollback cells are kept, and figures are redrawn only when the tables they show changed.
+
+The ``ci`` profile runs the same stages on the tiny config with a cheap estimator, in seconds.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mftma.errors import InputError
+
+SUMMARY_FILE = "summary.json"
+RUN_DIRNAME = "run"
+#: Record of the tables the figures were drawn from, in the figures folder.
+SOURCES_FILE = "sources.json"
+#: Metrics reported in the summary's geometry section.
+SUMMARY_METRICS = ("capacity", "radius", "dimension")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Settings of a quickstart profile.
+
+    Attributes
+    ----------
+    config : str
+        Shipped config name (or a path to a YAML config).
+    analysed_epochs : int
+        Number of log-spaced checkpoint epochs to cache and analyse (0, best and last are added).
+    n_t, n_reps : int
+        MFTMA Gaussian vectors and center-structure restarts.
+    processes : bool
+        Dask workers are processes (True) or threads of this process.
+    formats : tuple of str
+        Figure formats.
+    """
+
+    config: str
+    analysed_epochs: int
+    n_t: int
+    n_reps: int
+    processes: bool
+    formats: tuple[str, ...]
+
+
+PROFILES = {
+    "full": Profile(config="mnist1d", analysed_epochs=12, n_t=200, n_reps=10, processes=True,
+                    formats=("png", "pdf")),
+    "ci": Profile(config="tiny", analysed_epochs=2, n_t=20, n_reps=1, processes=False, formats=("png",)),
+}
+
+
+def analysed_epochs(run, count: int) -> list[int]:
+    """About ``count`` log-spaced checkpoint epochs plus 0, the best and the last epoch.
+
+    Examples
+    --------
+    >>> class FakeRun:
+    ...     def checkpoint_epochs(self): return list(range(61))
+    ...     def best_epoch(self): return 9
+    >>> analysed_epochs(FakeRun(), 6)
+    [0, 1, 2, 5, 9, 12, 26, 60]
+    """
+    from mftma.experiments.checkpoints import checkpoint_schedule
+
+    available = run.checkpoint_epochs()
+    final = available[-1]
+    log_spaced = checkpoint_schedule("log", final, log_count=count)
+    return sorted({epoch for epoch in log_spaced if epoch in set(available)} | {0, run.best_epoch(), final})
+
+
+class _Stages:
+    """Runs named stages, timing each."""
+
+    def __init__(self, progress: bool):
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, function, *args, **kwargs):
+        if self.progress:
+            print(f"[quickstart] {name} ...", flush=True)
+        began = time.perf_counter()
+        result = function(*args, **kwargs)
+        self.seconds[name] = round(time.perf_counter() - began, 2)
+        if self.progress:
+            print(f"[quickstart] {name} done in {self.seconds[name]:.1f} s", flush=True)
+        return result
+
+
+def quickstart(out_dir, profile: str = "full", config=None, progress: bool = True) -> dict:
+    """Run the whole pipeline into ``out_dir`` and return the summary it writes.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Output folder: ``run/`` (the run directory, with ``results/`` and figures) and ``summary.json``.
+    profile : str
+        ``"full"`` (the default MNIST-1D replication, minutes) or ``"ci"`` (tiny, seconds).
+    config : str or Path, optional
+        A config name or YAML path replacing the profile's config.
+    progress : bool
+        Print the stages and show progress bars.
+
+    Returns
+    -------
+    dict
+        The content of ``OUT/summary.json`` (see :func:`summarize`).
+
+    Raises
+    ------
+    InputError
+        Unknown profile, or ``OUT/run`` holds a run with other settings.
+    """
+    from mftma.cache import cache_activations
+    from mftma.experiments.checkpoints import atomic_write_text
+    from mftma.experiments.config import load_config
+    from mftma.experiments.training import train
+    from mftma.pipeline.analyze import analyze_run
+    from mftma.pipeline.rollback import rollback
+
+    if profile not in PROFILES:
+        raise InputError(f"unknown quickstart profile {profile!r}; choose one of {list(PROFILES)}")
+    settings = PROFILES[profile]
+    out_dir = Path(out_dir)
+    run_config = load_config(settings.config if config is None else config)
+    stage = _Stages(progress)
+    began = time.perf_counter()
+    run = stage("train", train, run_config, out_dir / RUN_DIRNAME, progress=progress)
+    epochs = analysed_epochs(run, settings.analysed_epochs)
+    stage("cache", cache_activations, run, epochs=epochs, progress=progress)
+    results = stage("analyze", analyze_run, run.path, epochs=epochs, n_t=settings.n_t, n_reps=settings.n_reps,
+                    processes=settings.processes, progress=progress)
+    table = stage("rollback", rollback, run, progress=progress)
+    figures = stage("plot", _plot, run.path, settings.formats)
+    summary = summarize(run, results, table)
+    summary["profile"] = {"name": profile, **asdict(settings), "config": str(config or settings.config)}
+    summary["analysed_epochs"] = epochs
+    summary["timings_s"] = {**stage.seconds, "total": round(time.perf_counter() - began, 2)}
+    summary["files"] = {"run_dir": RUN_DIRNAME, "figures": sorted(str(p.relative_to(out_dir)) for p in figures)}
+    atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False))
+    return summary
+
+
+def _plot(run_dir, formats) -> list[Path]:
+    """Draw the run's figures unless those drawn last time came from the same tables.
+
+    ``RUN_DIR/results/figures/sources.json`` records the SHA-256 of the tables each drawing used
+    and the files it wrote.
+    """
+    import hashlib
+
+    from mftma.experiments.checkpoints import atomic_write_text
+    from mftma.pipeline.results import RESULTS_CSV, results_dir
+    from mftma.pipeline.rollback import ROLLBACK_CSV
+    from mftma.plotting.figures import figures_dir, plot_run
+
+    sources = {name: hashlib.sha256((results_dir(run_dir) / name).read_bytes()).hexdigest()
+               for name in (RESULTS_CSV, ROLLBACK_CSV)}
+    record_path = figures_dir(run_dir) / SOURCES_FILE
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    figures = [Path(run_dir) / name for name in record.get("figures", [])]
+    if record.get("sources") == sources and record.get("formats") == list(formats) and \
+            all(path.exists() for path in figures):
+        return figures
+    figures = plot_run(run_dir, formats=formats)
+    record = {"sources": sources, "formats": list(formats),
+              "figures": [str(path.relative_to(run_dir)) for path in figures]}
+    atomic_write_text(record_path, json.dumps(record, indent=2))
+    return figures
+
+
+def summarize(run, results, rollback_table) -> dict:
+    """Numbers of the summary: epochs, accuracies, geometry, rollback gains and claims.
+
+    Returns
+    -------
+    dict
+        ``best_epoch``, ``last_epoch``, ``test_accuracy`` (best, last), ``final_layer``,
+        ``geometry[layer][best|last][subset][metric]`` for the input and the final analysed layer,
+        ``rollback[last|first]`` (largest test-accuracy gain over partial rollbacks, 1 <= k < L,
+        with its k and epoch) and ``claims`` (see :func:`mftma.pipeline.claims.evaluate_claims`).
+    """
+    from mftma.pipeline.claims import evaluate_claims
+    from mftma.plotting.figures import analysed_best_epoch
+    from mftma.plotting.tables import layer_order
+
+    metrics = run.metrics().set_index("epoch")
+    best = analysed_best_epoch(metrics.reset_index(), results)
+    last = int(results["epoch"].max())
+    final_layer = layer_order(results)[-1]
+    return {
+        "best_epoch": best,
+        "last_epoch": last,
+        "test_accuracy": {"best": float(metrics.loc[best, "acc_test"]), "last": float(metrics.loc[last, "acc_test"])},
+        "final_layer": final_layer,
+        "geometry": {layer: {name: _geometry(results, layer, epoch) for name, epoch in (("best", best), ("last", last))}
+                     for layer in ("input", final_layer)},
+        "rollback": {direction: _best_partial_gain(rollback_table, direction) for direction in ("last", "first")},
+        "claims": evaluate_claims(results, rollback_table, best, last),
+    }
+
+
+def _geometry(results, layer: str, epoch: int) -> dict:
+    rows = results[(results["layer"] == layer) & (results["epoch"] == epoch)
+                   & results["metric"].isin(SUMMARY_METRICS)]
+    return {subset: {row.metric: round(float(row.value), 6) for row in group.itertuples()}
+            for subset, group in rows.groupby("subset", sort=False)}
+
+
+def _best_partial_gain(table, direction: str) -> dict | None:
+    """Largest test-accuracy gain over the final network from rolling back 1 <= k < L blocks (None if L = 1)."""
+    test = table[(table["subset"] == "test") & (table["direction"] == direction)]
+    final = float(test.loc[test["k"] == 0, "value"].iloc[0])
+    partial = test[test["k"].between(1, int(table["k"].max()) - 1)]
+    if partial.empty:
+        return None
+    best = partial.loc[partial["value"].idxmax()]
+    return {"gain": round(float(best["value"]) - final, 6), "k": int(best["k"]), "epoch": int(best["epoch"]),
+            "test_accuracy": round(float(best["value"]), 6), "test_accuracy_final": round(final, 6)}
