@@ -143,11 +143,36 @@ def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool
     from mftma.experiments.run import Run
 
     run = run if isinstance(run, Run) else Run(run)
-    final = run.checkpoint_epochs()[-1] if run.checkpoint_epochs() else None
-    if final is None:
+    if not run.checkpoint_epochs():
         raise DataFileError(f"{run.path} has no checkpoints; train it first")
+    final = run.checkpoint_epochs()[-1]
     model = run.build_model()
     blocks = list(model.blocks.keys())
+    ks, epochs, directions = _grid(run, blocks, ks, epochs, directions)
+    table = _current_rows(load_rollback(run.path, missing_ok=True), final)
+    done = set(zip(table["direction"], table["k"], table["epoch"]))
+    todo = [(e, d, k) for e in epochs for d in directions for k in ks if (d, k, e) not in done]
+    if not todo:
+        return table
+    sets, final_state = _EvaluationSets(run), run.state_dict(final)
+    with tqdm(total=len(todo), desc="rollback", unit="cell", disable=not progress) as bar:
+        for epoch in sorted({e for e, _, _ in todo}):
+            source_state = run.state_dict(epoch)
+            rows = []
+            for direction, k in ((d, k) for e, d, k in todo if e == epoch):
+                model.load_state_dict(rolled_back_state(final_state, source_state,
+                                                        rolled_back_blocks(blocks, direction, k)))
+                rows += [dict(run=run.path.name, final_epoch=final, direction=direction, k=k, epoch=epoch,
+                              subset=subset, metric="accuracy", value=value)
+                         for subset, value in sets.accuracies(model).items()]
+                bar.update()
+            table = _sorted(pd.concat([table, pd.DataFrame(rows, columns=ROLLBACK_COLUMNS)], ignore_index=True))
+            save_rollback(run.path, table)
+    return table
+
+
+def _grid(run, blocks, ks, epochs, directions):
+    """Checked (ks with 0, epochs, directions) of the rollback grid, defaults filled in."""
     ks = sorted({0, *(range(1, len(blocks) + 1) if ks is None else ks)})
     directions = list(dict.fromkeys(directions))
     for direction in directions:
@@ -157,28 +182,7 @@ def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool
     missing = sorted(set(epochs) - set(run.checkpoint_epochs()))
     if missing:
         raise DataFileError(f"no checkpoint for epoch(s) {missing}; checkpointed epochs: {run.checkpoint_epochs()}")
-
-    table = _current_rows(load_rollback(run.path, missing_ok=True), final)
-    done = set(zip(table["direction"], table["k"], table["epoch"]))
-    todo = [(e, d, k) for e in epochs for d in directions for k in ks if (d, k, e) not in done]
-    if not todo:
-        return table
-    sets, final_state = _EvaluationSets(run), run.state_dict(final)
-    rows = []
-    with tqdm(total=len(todo), desc="rollback", unit="cell", disable=not progress) as bar:
-        for epoch in sorted({e for e, _, _ in todo}):
-            source_state = run.state_dict(epoch)
-            for _, direction, k in (cell for cell in todo if cell[0] == epoch):
-                model.load_state_dict(rolled_back_state(final_state, source_state,
-                                                        rolled_back_blocks(blocks, direction, k)))
-                rows += [dict(run=run.path.name, final_epoch=final, direction=direction, k=k, epoch=epoch,
-                              subset=subset, metric="accuracy", value=value)
-                         for subset, value in sets.accuracies(model).items()]
-                bar.update()
-            table = _sorted(pd.concat([table, pd.DataFrame(rows, columns=ROLLBACK_COLUMNS)], ignore_index=True))
-            rows = []
-            save_rollback(run.path, table)
-    return table
+    return ks, epochs, directions
 
 
 def _current_rows(table: pd.DataFrame, final_epoch: int) -> pd.DataFrame:
