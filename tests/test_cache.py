@@ -41,7 +41,8 @@ def _contents(path):
     with ActivationCache(path) as cache:
         data = {(row.epoch, row.layer, row.subset): cache.features(row.epoch, row.layer, row.subset)[0]
                 for row in cache.entries().itertuples()}
-        return data, {s: cache.sample(s) for s in cache.subsets}, {name: cache.layer_info(name) for name in cache.layers}
+        samples = {subset: cache.sample(subset) for subset in cache.subsets}
+        return data, samples, {name: cache.layer_info(name) for name in cache.layers}
 
 
 def _assert_same_contents(path, other):
@@ -79,8 +80,10 @@ def test_reader_layout_equals_direct_model_activations(run):
                     np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)
                     np.testing.assert_array_equal(labels, sample["labels"])
         metadata = cache.metadata
-    assert metadata["format"] == "mftma-activation-cache" and metadata["run_settings_hash"] == run.config.settings_hash()
-    assert metadata["cache_settings"]["M"] == 5 and metadata["model"]["name"] == "mlp"
+    assert metadata["format"] == "mftma-activation-cache"
+    assert metadata["run_settings_hash"] == run.config.settings_hash()
+    assert metadata["cache_settings"]["M"] == 5 and metadata["cache_settings"]["P"] == 10
+    assert metadata["model"]["name"] == "mlp"
     assert metadata["dataset"] == "mnist1d" and metadata["epsilon"] == 0.25
     with h5py.File(path) as h5:
         assert h5["epoch_0001"].attrs["weights_hash"] == run.weights_hash(1)

@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -87,6 +87,7 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
     """
     settings = resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool)
     samples = _draw_samples(run, settings)
+    settings = replace(settings, P=len(next(iter(samples.values())).classes))  # None -> all classes, explicit
     path = Path(run.path) / CACHE_FILE
     if rebuild and path.exists():
         _move_aside(path)
