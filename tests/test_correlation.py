@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from mftma.errors import InputError
 from mftma.estimator import correlation
 from mftma.estimator.correlation import (
     centers_basis,
@@ -102,11 +103,18 @@ def test_removed_manifolds_are_centered_and_normalised(rng):
     manifolds = [rng.standard_normal((15, 6)) + rng.standard_normal((15, 1)) for _ in range(4)]
     directions = np.linalg.qr(rng.standard_normal((15, 1)))[0]
     origin = np.concatenate(manifolds, axis=1).mean(axis=1)
-    for manifold, out in zip(manifolds, remove_center_structure(manifolds, directions)):
+    for manifold in manifolds:
+        out = remove_center_structure(manifold, origin, directions)
         np.testing.assert_allclose(out.mean(axis=1), 0, atol=1e-12)
         np.testing.assert_allclose(directions.T @ out, 0, atol=1e-12)
         center = manifold.mean(axis=1) - origin
         center -= directions @ (directions.T @ center)
-        np.testing.assert_allclose(out * np.linalg.norm(center), manifold - manifold.mean(axis=1, keepdims=True)
-                                   - directions @ (directions.T @ (manifold - manifold.mean(axis=1, keepdims=True))),
-                                   atol=1e-12)
+        deviations = manifold - manifold.mean(axis=1, keepdims=True)
+        deviations -= directions @ (directions.T @ deviations)
+        np.testing.assert_allclose(out * np.linalg.norm(center), deviations, atol=1e-12)
+
+
+def test_zero_center_is_an_input_error(rng):
+    manifold = rng.standard_normal((5, 4))
+    with pytest.raises(InputError, match="manifold 3"):
+        remove_center_structure(manifold, manifold.mean(axis=1), np.zeros((5, 0)), index=3)

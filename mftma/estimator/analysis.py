@@ -7,7 +7,9 @@ constant coordinate, draws (or takes) t vectors and hands the points to the anch
 """
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,6 +113,38 @@ def reduced_points(manifold: np.ndarray) -> np.ndarray:
     return np.vstack([manifold, np.ones((1, samples))])
 
 
+def processed_points(manifolds: list[np.ndarray], directions: np.ndarray, progress: bool = False) -> list[np.ndarray]:
+    """Every manifold without the common center directions, normalised and reduced (step 4).
+
+    Manifolds are processed in parallel threads (meant to run with a single-threaded BLAS, as
+    :func:`analyze_manifolds` sets up).
+
+    Parameters
+    ----------
+    manifolds : list of P ndarrays, each (N, M_p)
+        Validated float64 manifolds.
+    directions : ndarray, (N, K)
+        Orthonormal common center directions.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of P ndarrays, each (min(N, M_p) + 1, M_p)
+        See :func:`reduced_points`.
+    """
+    from tqdm.auto import tqdm
+
+    origin = sum(m.sum(axis=1) for m in manifolds) / sum(m.shape[1] for m in manifolds)
+
+    def process(index):
+        return reduced_points(remove_center_structure(manifolds[index], origin, directions, index))
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        jobs = pool.map(process, range(len(manifolds)))
+        return list(tqdm(jobs, total=len(manifolds), desc="reduce", disable=not progress))
+
+
 def analyze_manifolds(
     manifolds,
     kappa: float = 0.0,
@@ -152,6 +186,12 @@ def analyze_manifolds(
     InputError
         On invalid manifolds, kappa, n_t, n_reps, t_vecs or backend.
 
+    Notes
+    -----
+    BLAS is limited to one thread during the call: the work is many small products and
+    factorisations, which run in parallel over restarts and manifolds instead (a multi-threaded
+    BLAS made them an order of magnitude slower on a busy 2-core machine).
+
     Examples
     --------
     >>> rng = np.random.default_rng(0)
@@ -160,8 +200,14 @@ def analyze_manifolds(
     >>> result.capacity.shape, result.K >= 0
     ((4,), True)
     """
-    from tqdm.auto import tqdm
+    from threadpoolctl import threadpool_limits
 
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _analyze(manifolds, kappa, n_t, t_vecs, n_reps, seed, backend, progress)
+
+
+def _analyze(manifolds, kappa, n_t, t_vecs, n_reps, seed, backend, progress) -> GeometryResult:
+    """:func:`analyze_manifolds` itself, run under a single-threaded BLAS."""
     start = time.perf_counter()
     checked = check_manifolds(manifolds)
     kappa, n_t, n_reps = check_kappa(kappa), check_count(n_t, "n_t"), check_count(n_reps, "n_reps")
@@ -179,8 +225,7 @@ def analyze_manifolds(
     timings["center_structure"] = time.perf_counter() - stage
 
     stage = time.perf_counter()
-    normalized = remove_center_structure(checked, structure.directions)
-    points = [reduced_points(m) for m in tqdm(normalized, desc="reduce", disable=not progress)]
+    points = processed_points(checked, structure.directions, progress)
     if not given:
         t_vecs = [t_rng.standard_normal((rows, n_t)) for rows in dims]
     timings["reduction"] = time.perf_counter() - stage

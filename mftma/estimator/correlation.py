@@ -376,40 +376,40 @@ def low_rank_center_structure(
     return CenterStructure(correlation, best_rank, np.asarray(residuals), basis @ solutions[best_rank - 1])
 
 
-def remove_center_structure(manifolds: list[np.ndarray], directions: np.ndarray) -> list[np.ndarray]:
-    """Project the common directions out of every manifold and normalise it (docs/SCIENCE.md §2 step 4).
+def remove_center_structure(manifold: np.ndarray, origin: np.ndarray, directions: np.ndarray, index: int = 0) -> np.ndarray:
+    """Project the common directions out of one manifold and normalise it (docs/SCIENCE.md §2 step 4).
 
     Parameters
     ----------
-    manifolds : list of P ndarrays, each (N, M_p)
-        Validated float64 manifolds.
+    manifold : ndarray, (N, M)
+        A validated float64 manifold.
+    origin : ndarray, (N,)
+        Mean of all points of all manifolds.
     directions : ndarray, (N, K)
         Orthonormal common directions (:attr:`CenterStructure.directions`).
+    index : int
+        The manifold's position, for error messages.
 
     Returns
     -------
-    list of P ndarrays, each (N, M_p)
-        Each manifold minus the global mean of all points, projected on the null space of
-        ``directions``, re-centered and divided by the norm of its projected center.
+    ndarray, (N, M)
+        The manifold minus ``origin``, projected on the null space of ``directions``, re-centered
+        and divided by the norm of its projected center.
 
     Raises
     ------
     InputError
-        If a manifold's projected center is zero (it cannot be normalised).
+        If the projected center is zero (the manifold cannot be normalised).
     """
-    origin = sum(m.sum(axis=1) for m in manifolds) / sum(m.shape[1] for m in manifolds)
-    normalized = []
-    for index, manifold in enumerate(manifolds):
-        shifted = manifold - origin[:, None]
-        shifted -= directions @ (directions.T @ shifted)
-        center = shifted.mean(axis=1)
-        norm = np.linalg.norm(center)
-        if norm == 0.0:
-            raise InputError(
-                f"manifold {index}: its center coincides with the mean of all points after removing the "
-                "common center structure, so it cannot be normalised; drop it or check the data"
-            )
-        shifted -= center[:, None]
-        shifted /= norm
-        normalized.append(shifted)
-    return normalized
+    shifted = manifold - origin[:, None]
+    shifted -= directions @ (directions.T @ shifted)
+    center = shifted.mean(axis=1)
+    norm = np.linalg.norm(center)
+    if norm == 0.0:
+        raise InputError(
+            f"manifold {index}: its center coincides with the mean of all points after removing the "
+            "common center structure, so it cannot be normalised; drop it or check the data"
+        )
+    shifted -= center[:, None]
+    shifted /= norm
+    return shifted
