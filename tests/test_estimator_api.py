@@ -1,0 +1,101 @@
+"""The modern estimator API: analyze_manifolds, ManifoldAnalysis, GeometryResult, and theory checks."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from mftma import GeometryResult, ManifoldAnalysis, analyze_manifolds
+from mftma.cli import main
+
+
+def _clouds(rng, P=6, N=40, M=10):
+    return [rng.standard_normal((N, M)) for _ in range(P)]
+
+
+def test_result_fields_and_averages(rng):
+    result = analyze_manifolds(_clouds(rng), n_t=40, n_reps=2, seed=0)
+    assert isinstance(result, GeometryResult)
+    for name in ("capacity", "radius", "dimension"):
+        assert getattr(result, name).shape == (6,)
+    assert result.capacity_avg == pytest.approx(1 / np.mean(1 / result.capacity))
+    assert result.radius_avg == pytest.approx(result.radius.mean())
+    assert result.dimension_avg == pytest.approx(result.dimension.mean())
+    assert result.settings == {
+        "kappa": 0.0, "n_t": 40, "n_reps": 2, "seed": 0, "backend": "numba", "t_vecs": "seeded"
+    }
+    assert set(result.timings) == {"validation", "center_structure", "reduction", "anchor_points", "total"}
+    assert result.timings["total"] >= result.timings["anchor_points"] >= 0
+
+
+def test_deterministic_given_seed(rng):
+    clouds = _clouds(rng)
+    first, second = (analyze_manifolds(clouds, n_t=40, n_reps=2, seed=3) for _ in range(2))
+    np.testing.assert_array_equal(first.capacity, second.capacity)
+    assert first.K == second.K
+
+
+def test_to_frame_is_tidy(rng):
+    frame = analyze_manifolds(_clouds(rng), n_t=30, n_reps=2, seed=0).to_frame()
+    assert list(frame.columns) == ["manifold", "metric", "value"]
+    per_manifold = frame[frame.manifold.notna()]
+    assert len(per_manifold) == 18 and set(per_manifold.metric) == {"capacity", "radius", "dimension"}
+    summary = frame[frame.manifold.isna()].set_index("metric")["value"]
+    assert set(summary.index) == {"capacity", "radius", "dimension", "center_correlation", "K"}
+    assert pd.api.types.is_integer_dtype(frame.manifold.dtype)
+
+
+def test_given_t_vecs_are_used(rng):
+    clouds = _clouds(rng, N=40, M=10)
+    t_vecs = [rng.standard_normal((11, 30)) for _ in clouds]
+    first = analyze_manifolds(clouds, n_t=30, t_vecs=t_vecs, n_reps=2, seed=0)
+    second = analyze_manifolds(clouds, n_t=30, t_vecs=t_vecs, n_reps=2, seed=0)
+    np.testing.assert_array_equal(first.radius, second.radius)
+    assert first.settings["t_vecs"] == "given"
+
+
+def test_sklearn_style_estimator(rng):
+    model = ManifoldAnalysis(n_t=30, n_reps=2, seed=1)
+    assert model.fit(np.stack(_clouds(rng))) is model
+    assert model.capacity_.shape == (6,) and model.K_ == model.result_.K
+    assert model.center_correlation_ == model.result_.center_correlation
+
+
+def test_point_manifolds_have_capacity_two(rng):
+    """Manifolds shrunk to (almost) a point: the Gardner capacity 2."""
+    centers = rng.standard_normal((8, 30, 1))
+    manifolds = centers + 1e-9 * rng.standard_normal((8, 30, 5))
+    result = analyze_manifolds(manifolds, n_t=2000, n_reps=2, seed=0)
+    np.testing.assert_allclose(result.capacity, 2.0, rtol=0.2)
+    assert result.capacity_avg == pytest.approx(2.0, rel=0.05)
+
+
+def test_larger_margin_lowers_capacity(rng):
+    clouds = _clouds(rng, P=4, N=30, M=8)
+    capacities = [analyze_manifolds(clouds, kappa, 100, n_reps=2, seed=0).capacity_avg for kappa in (0.0, 0.5, 1.0)]
+    assert capacities[0] > capacities[1] > capacities[2]
+
+
+def test_unstructured_clouds_give_two_over_m(rng):
+    M = 20
+    result = analyze_manifolds([rng.standard_normal((400, M)) for _ in range(8)], n_t=200, n_reps=2, seed=0)
+    assert result.capacity_avg == pytest.approx(2 / M, rel=0.15)
+
+
+@pytest.mark.slow
+def test_readme_random_example_reduced():
+    """The README example (P=100, N=5000, M=50) at a CI size: same M, so the same per-manifold geometry.
+
+    The full size gives capacity 0.0396, radius 1.473, dimension 36.18 (checked by benchmarks/bench_estimator.py).
+    """
+    rng = np.random.default_rng(0)
+    result = analyze_manifolds([rng.standard_normal((1000, 50)) for _ in range(20)], n_t=200, seed=0)
+    assert result.capacity_avg == pytest.approx(0.0396, rel=0.05)
+    assert result.radius_avg == pytest.approx(1.473, rel=0.05)
+    assert result.dimension_avg == pytest.approx(36.18, rel=0.05)
+
+
+def test_demo_command_prints_a_table(capsys):
+    assert main(["demo", "--P", "4", "--N", "30", "--M", "8", "--n-t", "20", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    for family in ("random clouds", "low-dim manifolds", "shared centers"):
+        assert family in out
+    assert "capacity" in out and "K" in out
