@@ -22,6 +22,7 @@ from mftma.errors import MFTMAError
 #: Subcommand modules, in the order ``mftma --help`` lists them.
 COMMAND_MODULES = [
     "quickstart",
+    "demo",
     "train",
     "cache",
     "analyze",
