@@ -116,9 +116,10 @@ def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, lower, upper, y, z, grad, sca
             for r in range(n_passive):
                 z[r] = y[r]
             for r in range(n_passive - 1, -1, -1):
-                z[r] /= lower[r * m + r]
+                solved = z[r] / lower[r * m + r]
+                z[r] = solved
                 for c in range(r):
-                    z[c] -= lower[r * m + c] * z[r]
+                    z[c] -= lower[r * m + c] * solved
             if first_pass and z[n_passive - 1] <= 0.0:
                 # In exact arithmetic the entering column gets a positive weight; here rounding
                 # decided otherwise, so it is set aside and the factor keeps its previous rows.
@@ -265,7 +266,8 @@ def check_status(status: np.ndarray, packed: PackedProblems) -> None:
         )
 
 
-_nnls_gram_cpu = numba.njit(cache=True)(nnls_gram)
+# IEEE division (no zero-divisor check): every divisor is a positive pivot or norm.
+_nnls_gram_cpu = numba.njit(cache=True, error_model="numpy")(nnls_gram)
 
 #: Work items handled in sequence by one parallel task (scratch is allocated once per chunk).
 CHUNK = 32
