@@ -113,12 +113,12 @@ def concept_experiment(config, out, *, n_examples: int | None = None, methods=ME
     from mftma.experiments.models import build_model
     from mftma.probes.concept import concept_table
 
-    runs = {name: train_run(config.replace(corruption={"kind": kind}), out, name, progress)
-            for name, kind in (("generalizing", "none"), ("memorizing", "random_labels"))}
+    runs = {"generalizing": train_run(config.replace(corruption={"kind": "none"}), out, "generalizing", progress)}
     dataset = runs["generalizing"].dataset()
     if dataset.concepts_test is None:
         raise InputError(f"data set {dataset.name!r} has no concept values; use 'textures' (or CIFAR with "
                          "data.options.concepts: true)")
+    runs["memorizing"] = train_run(config.replace(corruption={"kind": "random_labels"}), out, "memorizing", progress)
     count = len(dataset.y_test) if n_examples is None else int(n_examples)
     inputs, concepts = dataset.x_test[:count], {name: values[:count] for name, values in dataset.concepts_test.items()}
     model = config.model
