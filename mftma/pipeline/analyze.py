@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import pathlib
 import time
 from collections.abc import Callable, Sequence
@@ -304,8 +305,10 @@ def _client(scheduler: str | None, n_workers: int, processes: bool):
         with client:
             yield client
         return
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    # Errors of the tasks reach us through their futures; the cluster's own warnings (e.g. slow
+    # worker shutdown on a busy machine) would only clutter the progress bar.
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
 
 
