@@ -22,14 +22,14 @@ _nnls_gram_device = cuda.jit(device=True)(nnls_gram)
 
 
 @cuda.jit
-def _solve_items(gram, gram_offset, sizes, rhs, rhs_offset, item_manifold, t_norm, alpha, status,
+def _solve_items(gram, gram_offset, sizes, rhs, start, rhs_offset, item_manifold, t_norm, alpha, status,
                  first, lower, upper, vectors, order, state):
     slot = cuda.grid(1)
     item = first + slot
     if slot < lower.shape[0] and item < item_manifold.size:
         p = item_manifold[item]
         status[item] = _nnls_gram_device(
-            gram, gram_offset[p], sizes[p], rhs, rhs_offset[item], t_norm[item], alpha,
+            gram, gram_offset[p], sizes[p], rhs, start, rhs_offset[item], t_norm[item], alpha,
             lower[slot], upper[slot], vectors[slot, 0], vectors[slot, 1], vectors[slot, 2],
             vectors[slot, 3], order[slot], state[slot],
         )

@@ -19,6 +19,7 @@ compiled here with ``numba.njit`` and in :mod:`.cuda` as a ``numba.cuda`` device
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from typing import NamedTuple
 
 import numpy as np
@@ -37,8 +38,12 @@ CONVERGED, ITERATION_LIMIT, KKT_VIOLATED = 0, 1, 2
 _FREE, _PASSIVE, _SET_ASIDE = 0, 1, 2
 
 
-def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, lower, upper, y, z, grad, scale, order, state):
+def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, upper, y, z, grad, scale, order, state):
     """Solve ``min_{a >= 0} 1/2 a^T G a - a^T b`` by the Lawson-Hanson active set on the Gram matrix.
+
+    The first pass takes in every column with a positive starting weight at once (the unconstrained
+    solution is a good guess of the support) and drops those whose weight comes out non-positive;
+    from there on, columns enter one at a time, steepest first, as in Lawson-Hanson.
 
     Parameters
     ----------
@@ -46,10 +51,10 @@ def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, lower, upper, y, z, grad, sca
         ``G`` (m, m), symmetric, row-major, at ``gram[g0 : g0 + m * m]``.
     g0, m : int
         Offset of ``G`` and its size.
-    rhs : 1-d float64 array
-        ``b`` at ``rhs[r0 : r0 + m]``.
+    rhs, start : 1-d float64 arrays
+        ``b`` and the starting weights at ``[r0 : r0 + m]``.
     r0 : int
-        Offset of ``b``, and of the solution in ``alpha``.
+        Offset of ``b`` and of the starting weights, and of the solution in ``alpha``.
     t_norm : float
         ``||t'||``, the scale of the gradients.
     alpha : 1-d float64 array
@@ -68,50 +73,66 @@ def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, lower, upper, y, z, grad, sca
     """
     for j in range(m):
         alpha[r0 + j] = 0.0
-        grad[j] = rhs[r0 + j]
         scale[j] = 1.0 / math.sqrt(gram[g0 + j * m + j])
         state[j] = _FREE
-    n_passive = 0
+    n_passive = 0  # passive columns, order[:n_passive]
+    n_factored = 0  # leading rows of the factor that are up to date
     status = ITERATION_LIMIT
+    warm = True
     for _ in range(4 * m + 20):
-        # The free column with the steepest scaled descent enters the passive set.
-        enter = -1
-        best = ENTER_TOL * t_norm
-        for j in range(m):
-            if state[j] == _FREE and grad[j] * scale[j] > best:
-                best = grad[j] * scale[j]
-                enter = j
-        if enter < 0:
-            status = CONVERGED
-            break
-        # Its row of the factor solves L l = G[P, enter]; set it aside if it depends on the passive columns.
-        row = n_passive * m
-        for r in range(n_passive):
-            lower[row + r] = gram[g0 + enter * m + order[r]]
-        norm_sq = 0.0
-        for c in range(n_passive):
-            value = lower[row + c] / lower[c * m + c]
-            lower[row + c] = value
-            norm_sq += value * value
-            for r in range(c + 1, n_passive):
-                lower[row + r] -= upper[c * m + r] * value
-        pivot = gram[g0 + enter * m + enter] - norm_sq
-        if pivot <= DEPENDENCE_TOL * gram[g0 + enter * m + enter]:
-            state[enter] = _SET_ASIDE
-            continue
-        diagonal = math.sqrt(pivot)
-        lower[row + n_passive] = diagonal
-        value = rhs[r0 + enter]
-        for c in range(n_passive):
-            upper[c * m + n_passive] = lower[row + c]
-            value -= lower[row + c] * y[c]
-        upper[n_passive * m + n_passive] = diagonal
-        y[n_passive] = value / diagonal
-        order[n_passive] = enter
-        state[enter] = _PASSIVE
-        n_passive += 1
-        first_pass = True
+        if warm:
+            for j in range(m):
+                if start[r0 + j] > 0.0:
+                    order[n_passive] = j
+                    state[j] = _PASSIVE
+                    n_passive += 1
+        else:
+            enter = -1
+            best = ENTER_TOL * t_norm
+            for j in range(m):
+                if state[j] == _FREE and grad[j] * scale[j] > best:
+                    best = grad[j] * scale[j]
+                    enter = j
+            if enter < 0:
+                status = CONVERGED
+                break
+            order[n_passive] = enter
+            state[enter] = _PASSIVE
+            n_passive += 1
         while True:
+            # Factor the pending rows: row r solves L[r, :r] L[:r, :r]^T = G[order[r], order[:r]]. A
+            # column that depends on those before it is set aside (in exact arithmetic its gradient is 0).
+            r = n_factored
+            while r < n_passive:
+                column = order[r]
+                row = r * m
+                for c in range(r):
+                    lower[row + c] = gram[g0 + column * m + order[c]]
+                norm_sq = 0.0
+                for c in range(r):
+                    value = lower[row + c] / lower[c * m + c]
+                    lower[row + c] = value
+                    norm_sq += value * value
+                    for q in range(c + 1, r):
+                        lower[row + q] -= upper[c * m + q] * value
+                pivot = gram[g0 + column * m + column] - norm_sq
+                if pivot <= DEPENDENCE_TOL * gram[g0 + column * m + column]:
+                    state[column] = _SET_ASIDE
+                    alpha[r0 + column] = 0.0
+                    n_passive -= 1
+                    for q in range(r, n_passive):
+                        order[q] = order[q + 1]
+                    continue
+                diagonal = math.sqrt(pivot)
+                lower[row + r] = diagonal
+                value = rhs[r0 + column]
+                for c in range(r):
+                    upper[c * m + r] = lower[row + c]
+                    value -= lower[row + c] * y[c]
+                upper[r * m + r] = diagonal
+                y[r] = value / diagonal
+                r += 1
+            n_factored = n_passive
             # Unconstrained solution on the passive set: L^T z = y.
             for r in range(n_passive):
                 z[r] = y[r]
@@ -120,58 +141,48 @@ def nnls_gram(gram, g0, m, rhs, r0, t_norm, alpha, lower, upper, y, z, grad, sca
                 z[r] = solved
                 for c in range(r):
                     z[c] -= lower[r * m + c] * solved
-            if first_pass and z[n_passive - 1] <= 0.0:
-                # In exact arithmetic the entering column gets a positive weight; here rounding
-                # decided otherwise, so it is set aside and the factor keeps its previous rows.
-                n_passive -= 1
-                state[enter] = _SET_ASIDE
-                break
-            first_pass = False
-            # Step from alpha towards z until the first passive weight reaches zero.
+            # Columns that just entered (weight still 0) and get a non-positive weight leave without
+            # a step; otherwise step from alpha towards z until the first passive weight reaches zero.
+            fresh_out = False
             step = 1.0
             blocking = -1
             for r in range(n_passive):
                 if z[r] <= 0.0:
                     current = alpha[r0 + order[r]]
-                    ratio = current / (current - z[r])
-                    if ratio < step:
-                        step = ratio
+                    if current == 0.0:
+                        fresh_out = True
+                    elif current / (current - z[r]) < step:
+                        step = current / (current - z[r])
                         blocking = r
-            if blocking < 0:
+            if not fresh_out and blocking < 0:
                 for r in range(n_passive):
                     alpha[r0 + order[r]] = z[r]
                 break
+            # The span shrinks: columns set aside may be independent again.
+            for j in range(m):
+                if state[j] == _SET_ASIDE:
+                    state[j] = _FREE
             kept = 0
-            first_removed = n_passive
             for r in range(n_passive):
                 index = order[r]
-                updated = alpha[r0 + index] + step * (z[r] - alpha[r0 + index])
-                if r == blocking or updated <= 0.0:
+                current = alpha[r0 + index]
+                if fresh_out:
+                    updated = current
+                    leaves = current == 0.0 and z[r] <= 0.0
+                else:
+                    updated = current + step * (z[r] - current)
+                    leaves = r == blocking or updated <= 0.0
+                if leaves:
                     alpha[r0 + index] = 0.0
-                    state[index] = _FREE
-                    first_removed = min(first_removed, r)
+                    # A single entering column that cannot move would only enter again: set it aside.
+                    state[index] = _SET_ASIDE if fresh_out and not warm else _FREE
+                    n_factored = min(n_factored, r)
                 else:
                     alpha[r0 + index] = updated
                     order[kept] = index
                     kept += 1
             n_passive = kept
-            # The span shrank: columns set aside may be independent again.
-            for j in range(m):
-                if state[j] == _SET_ASIDE:
-                    state[j] = _FREE
-            # Rows before the first removed column are unchanged; refactor the rest, and y with them.
-            for r in range(first_removed, n_passive):
-                for c in range(r + 1):
-                    value = gram[g0 + order[r] * m + order[c]]
-                    for q in range(c):
-                        value -= lower[r * m + q] * lower[c * m + q]
-                    value = value / lower[c * m + c] if c < r else math.sqrt(value)
-                    lower[r * m + c] = value
-                    upper[c * m + r] = value
-                value = rhs[r0 + order[r]]
-                for c in range(r):
-                    value -= lower[r * m + c] * y[c]
-                y[r] = value / lower[r * m + r]
+        warm = False
         for j in range(m):
             grad[j] = rhs[r0 + j]
         for r in range(n_passive):
@@ -193,21 +204,56 @@ class PackedProblems(NamedTuple):
     """The dual problems of all (manifold, t vector) pairs in flat arrays, for the kernels.
 
     Item ``i`` belongs to manifold ``item_manifold[i]``, whose Gram matrix (``sizes[p]`` squared,
-    row-major) starts at ``gram[gram_offset[p]]``; its right-hand side, and its solution in an array
-    shaped like ``rhs``, start at ``rhs_offset[i]``; ``t_norm[i] = ||t'||``.
+    row-major) starts at ``gram[gram_offset[p]]``; its right-hand side, its starting weights, and its
+    solution in an array shaped like ``rhs``, start at ``rhs_offset[i]``; ``t_norm[i] = ||t'||``.
     """
 
     gram: np.ndarray
     gram_offset: np.ndarray
     sizes: np.ndarray
     rhs: np.ndarray
+    start: np.ndarray
     rhs_offset: np.ndarray
     item_manifold: np.ndarray
     t_norm: np.ndarray
 
 
+#: Ridge, relative to the mean diagonal of ``G``, of the unconstrained solve that gives the starting
+#: weights (so that repeated or collinear points, which make ``G`` singular, need no special case).
+START_RIDGE = 1e-10
+
+
+def unconstrained_weights(grams, rhs_rows):
+    """``b^T (G + ridge)^-1`` for every t vector, the starting guess of the active set.
+
+    Manifolds with the same number of points and t vectors are solved in one stacked call.
+
+    Parameters
+    ----------
+    grams : list of ndarray, each (M_p, M_p)
+    rhs_rows : list of ndarray, each (n_t, M_p)
+        ``b^T`` of every t vector.
+
+    Returns
+    -------
+    list of ndarray, each (n_t, M_p)
+    """
+    groups = defaultdict(list)
+    for p, rows in enumerate(rhs_rows):
+        groups[rows.shape].append(p)
+    weights = [None] * len(grams)
+    for members in groups.values():
+        gram = np.stack([grams[p] for p in members])
+        size = gram.shape[1]
+        ridge = START_RIDGE * np.trace(gram, axis1=1, axis2=2)[:, None, None] / size * np.eye(size)
+        solved = np.stack([rhs_rows[p] for p in members]) @ np.linalg.inv(gram + ridge)
+        for p, rows in zip(members, solved):
+            weights[p] = rows
+    return weights
+
+
 def pack_problems(points, t_vecs, kappa) -> PackedProblems:
-    """Gram matrices (once per manifold) and right-hand sides ``S^T t + kappa`` of every t vector.
+    """Gram matrices (once per manifold), right-hand sides ``S^T t'`` and starting weights of every t vector.
 
     Parameters
     ----------
@@ -225,14 +271,16 @@ def pack_problems(points, t_vecs, kappa) -> PackedProblems:
     item_manifold = np.repeat(np.arange(len(points), dtype=np.int64), n_t)
     first_item = np.concatenate([[0], np.cumsum(n_t)[:-1]]).astype(np.int64)
     within = np.arange(item_manifold.size, dtype=np.int64) - first_item[item_manifold]
-    t_norm = np.concatenate(
-        [np.sqrt(np.sum(t[:-1] ** 2, axis=0) + (t[-1] + kappa) ** 2) for t in t_vecs]
-    )
+    grams = [s.T @ s for s in points]
+    # b^T = t'^T S with t' = t + kappa e_{D+1}, and S's last row all ones.
+    rhs_rows = [t.T @ s + kappa for s, t in zip(points, t_vecs)]
+    t_norm = np.sqrt(np.concatenate([np.sum(t[:-1] ** 2, axis=0) + (t[-1] + kappa) ** 2 for t in t_vecs]))
     return PackedProblems(
-        gram=np.concatenate([(s.T @ s).ravel() for s in points]),
+        gram=np.concatenate([g.ravel() for g in grams]),
         gram_offset=gram_offset,
         sizes=sizes,
-        rhs=np.concatenate([(t.T @ s + kappa).ravel() for s, t in zip(points, t_vecs)]),
+        rhs=np.concatenate([rows.ravel() for rows in rhs_rows]),
+        start=np.concatenate([rows.ravel() for rows in unconstrained_weights(grams, rhs_rows)]),
         rhs_offset=block_offset[item_manifold] + within * sizes[item_manifold],
         item_manifold=item_manifold,
         t_norm=t_norm,
@@ -274,7 +322,7 @@ CHUNK = 32
 
 
 @numba.njit(parallel=True, cache=True)
-def _solve_items(gram, gram_offset, sizes, rhs, rhs_offset, item_manifold, t_norm, alpha, status):
+def _solve_items(gram, gram_offset, sizes, rhs, start, rhs_offset, item_manifold, t_norm, alpha, status):
     n_items = item_manifold.size
     largest = sizes.max()
     for chunk in numba.prange((n_items + CHUNK - 1) // CHUNK):
@@ -286,7 +334,7 @@ def _solve_items(gram, gram_offset, sizes, rhs, rhs_offset, item_manifold, t_nor
         for item in range(chunk * CHUNK, min(n_items, (chunk + 1) * CHUNK)):
             p = item_manifold[item]
             status[item] = _nnls_gram_cpu(
-                gram, gram_offset[p], sizes[p], rhs, rhs_offset[item], t_norm[item], alpha,
+                gram, gram_offset[p], sizes[p], rhs, start, rhs_offset[item], t_norm[item], alpha,
                 lower, upper, vectors[0], vectors[1], vectors[2], vectors[3], order, state,
             )
 
