@@ -29,6 +29,8 @@ COMMAND_MODULES = [
     "plot",
     "rollback",
     "flawed",
+    "simcap",
+    "diagnose",
 ]
 
 
