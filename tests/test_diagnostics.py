@@ -1,0 +1,122 @@
+"""Bias diagnostics, manifold loading, and the `mftma diagnose` / `mftma simcap` commands."""
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from mftma.cli import main
+from mftma.errors import DataFileError, InputError
+from mftma.estimator.diagnostics import diagnose, load_manifolds
+from mftma.estimator.synthetic import synthetic_manifolds
+
+TINY = {"n_t_values": (20, 40), "n_t": 40, "n_seeds": 2, "n_reps": 1}
+
+
+@pytest.fixture(scope="module")
+def clouds():
+    """Unstructured clouds: capacity ~ 2/M, so subsampling M must show a large change."""
+    return synthetic_manifolds("random", 4, 30, 12, seed=0)
+
+
+@pytest.fixture(scope="module")
+def report(clouds):
+    return diagnose(clouds, **TINY)
+
+
+def test_sweeps_cover_the_default_settings(report):
+    settings = report.table.groupby("factor", sort=False)["setting"].unique()
+    assert list(settings["M"]) == [3, 6, 12]
+    assert list(settings["n_t"]) == [20, 40]
+    assert list(settings["projection"]) == [3, 7, 15, 30]
+    assert len(report.runs) == (3 + 2 + 4) * 2
+    assert (report.table["n_seeds"] == 2).all()
+    assert ((report.table["ci_low"] <= report.table["mean"]) & (report.table["mean"] <= report.table["ci_high"])).all()
+
+
+def test_finite_m_bias_is_reported(report):
+    capacity = report.table.query("factor == 'M' and metric == 'capacity'").set_index("setting")["mean"]
+    assert capacity[6] > 1.5 * capacity[12]  # ~2/M
+    assert "from M=6 to M=12" in report.verdicts[0]
+    assert "more samples per manifold would change the answer" in report.verdicts[0]
+    assert report.verdicts[1].startswith("at n_t=40 the sampling error")
+
+
+def test_deterministic_given_seed(clouds, report):
+    again = diagnose(clouds, **TINY)
+    pd.testing.assert_frame_equal(again.table, report.table)
+    assert again.verdicts == report.verdicts
+
+
+def test_readable_table_has_one_row_per_setting(report):
+    readable = report.readable()
+    assert list(readable.columns) == ["factor", "setting", "capacity", "radius", "dimension"]
+    assert len(readable) == 9 and "+-" in readable.loc[0, "capacity"]
+
+
+def test_save_csv_and_json(report, tmp_path):
+    table = pd.read_csv(report.save(tmp_path / "diagnosis.csv"))
+    assert len(table) == len(report.table)
+    saved = json.loads(report.save(tmp_path / "diagnosis.json").read_text())
+    assert saved["verdicts"] == report.verdicts and saved["settings"]["n_seeds"] == 2
+    with pytest.raises(InputError, match=".csv or .json"):
+        report.save(tmp_path / "diagnosis.txt")
+
+
+def test_diagnose_rejects_a_single_seed(clouds):
+    with pytest.raises(InputError, match="n_seeds"):
+        diagnose(clouds, n_seeds=1)
+
+
+def test_load_manifolds_from_npz_and_h5(clouds, tmp_path):
+    np.savez(tmp_path / "named.npz", manifolds=clouds, other=np.zeros(3))
+    np.savez(tmp_path / "single.npz", layer=clouds)
+    with h5py.File(tmp_path / "layer.h5", "w") as h5:
+        h5["manifolds"] = clouds
+    for name in ("named.npz", "single.npz", "layer.h5"):
+        manifolds, origin = load_manifolds(tmp_path / name)
+        assert len(manifolds) == 4 and manifolds[0].shape == (30, 12) and name in origin
+
+
+def test_load_manifolds_errors(tmp_path):
+    np.savez(tmp_path / "ambiguous.npz", a=np.zeros((2, 3, 4)), b=np.zeros((2, 3, 4)))
+    with pytest.raises(DataFileError, match="name the"):
+        load_manifolds(tmp_path / "ambiguous.npz")
+    with pytest.raises(DataFileError, match="does not exist"):
+        load_manifolds(tmp_path / "missing.npz")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="expected a run directory"):
+        load_manifolds(tmp_path / "notes.txt")
+    (tmp_path / "broken.npz").write_text("not a zip")
+    with pytest.raises(DataFileError, match="not a readable"):
+        load_manifolds(tmp_path / "broken.npz")
+
+
+def test_diagnose_command(clouds, tmp_path, capsys):
+    np.savez(tmp_path / "layer.npz", manifolds=clouds)
+    output = tmp_path / "diagnosis.json"
+    arguments = ["diagnose", str(tmp_path / "layer.npz"), "--n-t-values", "20", "40", "--n-t", "40",
+                 "--seeds", "2", "--n-reps", "1", "--no-progress", "--output", str(output)]
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "more samples per manifold would change the answer" in printed
+    assert json.loads(output.read_text())["settings"]["P"] == 4
+
+
+def test_simcap_command(tmp_path, capsys):
+    balls = synthetic_manifolds("ball", 8, 40, 4, radius=0.5, dimension=3, seed=1)
+    np.savez(tmp_path / "layer.npz", manifolds=balls)
+    output = tmp_path / "simcap.json"
+    arguments = ["simcap", str(tmp_path / "layer.npz"), "--precision", "0.2", "--n-t", "50", "--n-reps", "1",
+                 "--jobs", "1", "--no-progress", "--json", str(output)]
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "simulated capacity" in printed and "mean-field capacity" in printed
+    record = json.loads(output.read_text())
+    assert record["simulated"]["alpha"] == pytest.approx(record["mean_field"]["capacity"], rel=0.3)
+
+
+def test_commands_report_missing_input(tmp_path, capsys):
+    assert main(["simcap", str(tmp_path / "missing.npz")]) == 1
+    assert "does not exist" in capsys.readouterr().err
