@@ -1,10 +1,12 @@
 import argparse
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from mftma.cache import ActivationCache, cache_activations
 from mftma.cli import rollback as rollback_cli
 from mftma.errors import DataFileError, InputError
 from mftma.experiments.config import load_config
@@ -12,10 +14,13 @@ from mftma.experiments.models import LayeredModel
 from mftma.experiments.training import train
 from mftma.pipeline import rollback as rollback_module
 from mftma.pipeline.rollback import (
+    GEOMETRY_COLUMNS,
     ROLLBACK_COLUMNS,
     default_rollback_epochs,
     load_rollback,
+    load_rollback_geometry,
     rollback,
+    rollback_geometry,
     rolled_back_blocks,
     rolled_back_state,
     save_rollback,
@@ -113,16 +118,52 @@ def test_bad_requests_raise_clear_errors(tiny_run, tmp_path):
     assert load_rollback(tmp_path, missing_ok=True).empty
 
 
-def test_cli_writes_the_table_and_the_heatmap(tiny_run, capsys):
+@pytest.fixture(scope="module")
+def cached_run(tiny_run):
+    cache_activations(tiny_run, progress=False)
+    return tiny_run
+
+
+def test_geometry_uses_the_cached_examples_and_reduction(cached_run):
+    final = cached_run.checkpoint_epochs()[-1]
+    samples = rollback_module._CachedSamples(cached_run, None)
+    with ActivationCache(cached_run.path / "activations.h5") as cache:
+        for subset in cache.subsets:
+            features = samples.features(cached_run.load_model(final), subset)
+            for layer in cache.layers:
+                np.testing.assert_allclose(features[layer], cache.features(final, layer, subset)[0], rtol=1e-5,
+                                           atol=1e-6)
+
+
+def test_geometry_of_rolled_back_layers(cached_run):
+    table = rollback_geometry(cached_run, layers=["fc2", "logits"], ks=[1], epochs=[0], directions=["last"],
+                              n_t=20, n_reps=1)
+    assert set(table.columns) == set(GEOMETRY_COLUMNS)
+    assert len(table) == 2 * 2 * 4 * 3  # k in {0, 1} x 2 layers x 4 subsets x 3 metrics
+    value = table.set_index(["k", "layer", "subset", "metric"])["value"]
+    # Rolling back the last block (logits) leaves fc2 as it was and changes the logits.
+    assert value.loc[1, "fc2"].equals(value.loc[0, "fc2"])
+    assert not value.loc[1, "logits"].equals(value.loc[0, "logits"])
+    more = rollback_geometry(cached_run, layers=["fc1", "fc2", "logits"], ks=[1], epochs=[0], directions=["last"],
+                             n_t=20, n_reps=1)
+    assert len(more) == 2 * 3 * 4 * 3 and not more.duplicated(["k", "layer", "subset", "metric"]).any()
+    assert load_rollback_geometry(cached_run.path).equals(more)
+
+
+def test_cli_writes_the_tables_and_the_heatmap(cached_run, capsys):
     parser = argparse.ArgumentParser(prog="mftma")
     rollback_cli.register(parser.add_subparsers())
     with pytest.raises(SystemExit):
         parser.parse_args(["rollback", "--help"])
     assert "--direction" in capsys.readouterr().out
-    args = parser.parse_args(["rollback", str(tiny_run.path), "--k", "1", "--epochs", "2",
-                              "--direction", "last", "--no-progress"])
+    args = parser.parse_args(["rollback", str(cached_run.path), "--k", "1", "--epochs", "2", "--direction", "last",
+                              "--geometry", "--layers", "logits", "--n-t", "10", "--n-reps", "1", "--no-progress"])
     assert args.func(args) == 0
-    figures = tiny_run.path / "results" / "figures"
-    assert (figures / "rollback.png").stat().st_size > 10_000 and (figures / "rollback.pdf").exists()
-    table = pd.read_csv(tiny_run.path / "results" / "rollback.csv")
+    results = cached_run.path / "results"
+    assert (results / "figures" / "rollback.png").stat().st_size > 10_000
+    assert (results / "figures" / "rollback.pdf").exists()
+    table = pd.read_csv(results / "rollback.csv")
     assert {(2, 1), (2, 0)} <= set(zip(table["epoch"], table["k"]))
+    geometry = pd.read_csv(results / "rollback_geometry.csv")
+    at_epoch_2 = geometry[geometry["epoch"] == 2]
+    assert set(at_epoch_2["layer"]) == {"logits"} and set(at_epoch_2["k"]) == {0, 1}

@@ -14,6 +14,11 @@ The table (one row per direction, k, epoch and subset) goes to RUN_DIR/results/r
 rollback.h5 after every epoch e, and the k x e heatmaps of the accuracy change to
 RUN_DIR/results/figures/rollback.png and .pdf. Rerunning skips finished cells; cells computed from an
 older final checkpoint are recomputed.
+
+With --geometry, the MFTMA capacity, radius and dimension of the rolled-back networks' layers are also
+measured on the examples of the activation cache (run `mftma cache RUN_DIR` first), reduced the same way,
+into RUN_DIR/results/rollback_geometry.csv and .h5. This runs the estimator for every cell, layer and
+subset: restrict it with --layers, --k and --epochs.
 """
 
 
@@ -30,17 +35,28 @@ def register(subparsers) -> None:
                              "log-spaced checkpoints before the final epoch)")
     parser.add_argument("--direction", choices=["last", "first", "both"], default="both",
                         help="roll back the last k blocks, the first k (control), or both (default: both)")
+    parser.add_argument("--geometry", action="store_true",
+                        help="also measure capacity, radius and dimension of the rolled-back networks' layers")
+    parser.add_argument("--layers", nargs="+", metavar="LAYER",
+                        help="with --geometry: cached layers to measure (default: all cached layers)")
+    parser.add_argument("--n-t", type=int, default=200, help="with --geometry: Gaussian t vectors (default: 200)")
+    parser.add_argument("--n-reps", type=int, default=10,
+                        help="with --geometry: restarts of the center-structure optimisation (default: 10)")
     parser.add_argument("--no-plot", dest="plot", action="store_false", help="do not draw the heatmaps")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from mftma.pipeline.rollback import DIRECTIONS, rollback, rollback_csv_path
+    from mftma.pipeline.rollback import DIRECTIONS, rollback, rollback_csv_path, rollback_geometry
 
     directions = DIRECTIONS if args.direction == "both" else (args.direction,)
-    table = rollback(args.run_dir, ks=args.k, epochs=args.epochs, directions=directions, progress=args.progress)
+    grid = dict(ks=args.k, epochs=args.epochs, directions=directions, progress=args.progress)
+    table = rollback(args.run_dir, **grid)
     print(f"{rollback_csv_path(args.run_dir)}: {len(table)} rows")
+    if args.geometry:
+        geometry = rollback_geometry(args.run_dir, layers=args.layers, n_t=args.n_t, n_reps=args.n_reps, **grid)
+        print(f"{rollback_csv_path(args.run_dir).with_name('rollback_geometry.csv')}: {len(geometry)} rows")
     if args.plot:
         import matplotlib.pyplot as plt
 

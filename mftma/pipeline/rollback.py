@@ -12,12 +12,19 @@ on four sets of examples:
 The grid covers every k in 0..L (k = 0 is the final network itself) and a few epochs e. The tidy
 table has one row per (direction, k, epoch, subset) with columns :data:`ROLLBACK_COLUMNS`
 (``metric`` is ``"accuracy"``, ``value`` in [0, 1]) and is saved, after every epoch e, atomically to
-``RUN_DIR/results/rollback.csv`` and ``rollback.h5``. A rerun skips finished cells; rows computed
-from another final checkpoint (training went on since) are recomputed.
+``RUN_DIR/results/rollback.csv`` and ``rollback.h5``.
+
+Optionally, :func:`rollback_geometry` measures the MFTMA capacity, radius and dimension of the
+rolled-back networks' layers on the very examples of the activation cache, reduced the same way
+(columns :data:`GEOMETRY_COLUMNS`, files ``rollback_geometry.csv`` and ``.h5``).
+
+Both are resumable: a rerun skips finished cells; rows computed from another final checkpoint
+(training went on since) are recomputed.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +38,30 @@ from mftma.pipeline.results import results_dir
 DIRECTIONS = ("last", "first")
 ROLLBACK_SUBSETS = ("test", "unpermuted", "permuted", "restored")
 ROLLBACK_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "subset", "metric", "value")
+GEOMETRY_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "layer", "layer_index", "subset", "metric",
+                    "value")
+GEOMETRY_METRICS = ("capacity", "radius", "dimension")
 ROLLBACK_CSV = "rollback.csv"
 ROLLBACK_H5 = "rollback.h5"
-_FORMAT = "mftma-rollback"
-_STRING_COLUMNS = ("run", "direction", "subset", "metric")
+_CELL = ["epoch", "direction", "k"]
 _EVAL_BATCH = 2048
 _LOG_SPACED_EPOCHS = 2
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A tidy table of the rollback grid: its file name, columns and string columns."""
+
+    name: str
+    columns: tuple[str, ...]
+
+    @property
+    def string_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c in ("run", "direction", "layer", "subset", "metric"))
+
+
+ACCURACY_TABLE = _Table("rollback", ROLLBACK_COLUMNS)
+GEOMETRY_TABLE = _Table("rollback_geometry", GEOMETRY_COLUMNS)
 
 
 def rolled_back_blocks(block_names, direction: str, k: int) -> list[str]:
@@ -109,11 +134,56 @@ class _EvaluationSets:
         return scores
 
 
-def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool = False) -> pd.DataFrame:
-    """Measure accuracies after rolling back k blocks of the final network to epoch e.
+class _CachedSamples:
+    """The activation cache's example samples and layer reductions, applied to any network of the run."""
 
-    Parameters
-    ----------
+    def __init__(self, run, layers):
+        from mftma.cache import ActivationCache
+        from mftma.cache.projection import BatchReducer, LayerReduction
+        from mftma.cache.reader import CACHE_FILE
+
+        with ActivationCache(run.path / CACHE_FILE) as cache:
+            settings = cache.metadata["cache_settings"]
+            self.layers = list(cache.layers if layers is None else layers)
+            unknown = sorted(set(self.layers) - set(cache.layers))
+            if unknown:
+                raise InputError(f"layer(s) {unknown} are not in the activation cache; cached: {cache.layers}")
+            self.samples = {subset: cache.sample(subset) for subset in cache.subsets}
+            info = {layer: cache.layer_info(layer) for layer in self.layers}
+        self.layer_index = {layer: int(info[layer]["index"]) for layer in self.layers}
+        self.reducers = {layer: BatchReducer(LayerReduction.plan(layer, tuple(info[layer]["original_shape"]),
+                                                                 settings["projection_dim"], settings["pool"],
+                                                                 settings["seed"]))
+                         for layer in self.layers}
+        dataset = run.dataset()
+        self.inputs = {"train": torch.as_tensor(np.asarray(dataset.x_train), dtype=torch.float32),
+                       "test": torch.as_tensor(np.asarray(dataset.x_test), dtype=torch.float32)}
+
+    @torch.no_grad()
+    def features(self, model, subset: str) -> dict[str, np.ndarray]:
+        """Reduced (P*M, N) features of every layer for the cached sample of ``subset``."""
+        model.eval()
+        sample = self.samples[subset]
+        x = self.inputs[sample["split"]][torch.as_tensor(sample["indices"])]
+        activations = model.activations(x, self.layers)
+        return {layer: self.reducers[layer](activations[layer]) for layer in self.layers}
+
+    def geometry(self, model, n_t: int, n_reps: int, seed: int) -> list[dict]:
+        """Capacity, radius and dimension rows of every layer and subset of ``model``."""
+        from mftma.estimator.analysis import analyze_manifolds
+
+        rows = []
+        for subset, sample in self.samples.items():
+            for layer, features in self.features(model, subset).items():
+                manifolds = [m.T for m in features.reshape(int(sample["P"]), int(sample["M"]), -1)]
+                result = analyze_manifolds(manifolds, n_t=n_t, n_reps=n_reps, seed=seed)
+                values = (result.capacity_avg, result.radius_avg, result.dimension_avg)
+                rows += [dict(layer=layer, layer_index=self.layer_index[layer], subset=subset, metric=metric,
+                              value=float(value)) for metric, value in zip(GEOMETRY_METRICS, values)]
+        return rows
+
+
+_GRID_DOC = """
     run : Run, str or Path
         A :class:`~mftma.experiments.run.Run` or a run directory written by ``mftma train``.
     ks : sequence of int, optional
@@ -124,7 +194,14 @@ def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool
     directions : sequence of str
         ``"last"`` (the last k blocks) and/or ``"first"`` (the first k, the control).
     progress : bool
-        Show a progress bar.
+        Show a progress bar."""
+
+
+def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool = False) -> pd.DataFrame:
+    """Measure accuracies after rolling back k blocks of the final network to epoch e.
+
+    Parameters
+    ----------{grid}
 
     Returns
     -------
@@ -138,41 +215,53 @@ def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool
     DataFileError
         An epoch without checkpoint, or an unreadable run directory.
     """
-    from tqdm.auto import tqdm
+    run, cells = _cells(run, ks, epochs, directions)
+    sets = _EvaluationSets(run)
 
+    def measure(model):
+        return [dict(subset=subset, metric="accuracy", value=value)
+                for subset, value in sets.accuracies(model).items()]
+
+    return _fill(run, ACCURACY_TABLE, cells, measure, None, progress)
+
+
+def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRECTIONS, n_t: int = 200,
+                      n_reps: int = 10, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """MFTMA capacity, radius and dimension of the rolled-back networks' layers.
+
+    The examples and the per-layer reduction (pooling, random projection) are those of the run's
+    activation cache (``mftma cache`` first), so k = 0 reproduces the final epoch's cached geometry.
+
+    Parameters
+    ----------
+    layers : sequence of str, optional
+        Cached layers to measure (default: all cached layers).{grid}
+    n_t, n_reps, seed : int
+        Estimator settings (as in ``mftma analyze``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`GEOMETRY_COLUMNS`, saved to ``RUN_DIR/results/rollback_geometry.csv`` and ``.h5``.
+    """
+    run, cells = _cells(run, ks, epochs, directions)
+    samples = _CachedSamples(run, layers)
+    return _fill(run, GEOMETRY_TABLE, cells, lambda model: samples.geometry(model, n_t, n_reps, seed),
+                 ("layer", set(samples.layers)), progress)
+
+
+rollback.__doc__ = rollback.__doc__.format(grid=_GRID_DOC)
+rollback_geometry.__doc__ = rollback_geometry.__doc__.format(grid=_GRID_DOC)
+
+
+def _cells(run, ks, epochs, directions):
+    """The run and its checked grid as (epoch, direction, k) cells, defaults filled in, k = 0 included."""
     from mftma.experiments.run import Run
 
     run = run if isinstance(run, Run) else Run(run)
     if not run.checkpoint_epochs():
         raise DataFileError(f"{run.path} has no checkpoints; train it first")
-    final = run.checkpoint_epochs()[-1]
-    model = run.build_model()
-    blocks = list(model.blocks.keys())
-    ks, epochs, directions = _grid(run, blocks, ks, epochs, directions)
-    table = _current_rows(load_rollback(run.path, missing_ok=True), final)
-    done = set(zip(table["direction"], table["k"], table["epoch"]))
-    todo = [(e, d, k) for e in epochs for d in directions for k in ks if (d, k, e) not in done]
-    if not todo:
-        return table
-    sets, final_state = _EvaluationSets(run), run.state_dict(final)
-    with tqdm(total=len(todo), desc="rollback", unit="cell", disable=not progress) as bar:
-        for epoch in sorted({e for e, _, _ in todo}):
-            source_state = run.state_dict(epoch)
-            rows = []
-            for direction, k in ((d, k) for e, d, k in todo if e == epoch):
-                model.load_state_dict(rolled_back_state(final_state, source_state,
-                                                        rolled_back_blocks(blocks, direction, k)))
-                rows += [dict(run=run.path.name, final_epoch=final, direction=direction, k=k, epoch=epoch,
-                              subset=subset, metric="accuracy", value=value)
-                         for subset, value in sets.accuracies(model).items()]
-                bar.update()
-            table = _sorted(pd.concat([table, pd.DataFrame(rows, columns=ROLLBACK_COLUMNS)], ignore_index=True))
-            save_rollback(run.path, table)
-    return table
-
-
-def _grid(run, blocks, ks, epochs, directions):
-    """Checked (ks with 0, epochs, directions) of the rollback grid, defaults filled in."""
+    blocks = list(run.build_model().blocks.keys())
     ks = sorted({0, *(range(1, len(blocks) + 1) if ks is None else ks)})
     directions = list(dict.fromkeys(directions))
     for direction in directions:
@@ -182,19 +271,57 @@ def _grid(run, blocks, ks, epochs, directions):
     missing = sorted(set(epochs) - set(run.checkpoint_epochs()))
     if missing:
         raise DataFileError(f"no checkpoint for epoch(s) {missing}; checkpointed epochs: {run.checkpoint_epochs()}")
-    return ks, epochs, directions
+    return run, [(e, d, k) for e in epochs for d in directions for k in ks]
 
 
-def _current_rows(table: pd.DataFrame, final_epoch: int) -> pd.DataFrame:
-    return table[table["final_epoch"] == final_epoch].reset_index(drop=True)
+def _fill(run, spec: _Table, cells, measure, covers, progress: bool) -> pd.DataFrame:
+    """Add ``measure(model)`` rows of every unfinished cell to the table ``spec`` and save it per epoch.
+
+    A cell is finished when the table has rows for it (from the current final checkpoint) and, if
+    ``covers = (column, values)`` is given, those rows cover every value of that column.
+    """
+    from tqdm.auto import tqdm
+
+    final = run.checkpoint_epochs()[-1]
+    table = _load(run.path, spec, missing_ok=True)
+    table = table[table["final_epoch"] == final].reset_index(drop=True)
+    done = _finished(table, covers)
+    todo = [cell for cell in cells if cell not in done]
+    if not todo:
+        return table
+    model = run.build_model()
+    blocks, final_state = list(model.blocks.keys()), run.state_dict(final)
+    with tqdm(total=len(todo), desc=spec.name.replace("_", " "), unit="cell", disable=not progress) as bar:
+        for epoch in sorted({e for e, _, _ in todo}):
+            source_state = run.state_dict(epoch)
+            computed, rows = [], []
+            for _, direction, k in (cell for cell in todo if cell[0] == epoch):
+                model.load_state_dict(rolled_back_state(final_state, source_state,
+                                                        rolled_back_blocks(blocks, direction, k)))
+                rows += [dict(run=run.path.name, final_epoch=final, direction=direction, k=k, epoch=epoch, **row)
+                         for row in measure(model)]
+                computed.append((epoch, direction, k))
+                bar.update()
+            stale = pd.MultiIndex.from_frame(table[_CELL]).isin(computed) if len(table) else []
+            table = _sorted(pd.concat([table[~np.asarray(stale, dtype=bool)],
+                                       pd.DataFrame(rows, columns=spec.columns)], ignore_index=True))
+            _save(run.path, spec, table)
+    return table
+
+
+def _finished(table: pd.DataFrame, covers) -> set:
+    groups = table.groupby(_CELL)
+    if covers is None:
+        return {tuple(key) for key in groups.groups}
+    column, required = covers
+    return {tuple(key) for key, rows in groups if required <= set(rows[column])}
 
 
 def _sorted(table: pd.DataFrame) -> pd.DataFrame:
-    rank = {name: i for i, name in enumerate(ROLLBACK_SUBSETS)}
+    keys = ["_direction", "epoch", "k", *(["layer_index"] if "layer_index" in table else []), "_subset"]
     order = table.assign(_direction=table["direction"].map({d: i for i, d in enumerate(DIRECTIONS)}),
-                         _subset=table["subset"].map(rank))
-    order = order.sort_values(["_direction", "epoch", "k", "_subset"], kind="stable")
-    return table.loc[order.index].reset_index(drop=True)
+                         _subset=table["subset"].map({s: i for i, s in enumerate(ROLLBACK_SUBSETS)}))
+    return table.loc[order.sort_values(keys, kind="stable").index].reset_index(drop=True)
 
 
 def rollback_csv_path(run_dir) -> Path:
@@ -204,28 +331,11 @@ def rollback_csv_path(run_dir) -> Path:
 
 def save_rollback(run_dir, table: pd.DataFrame) -> None:
     """Write the rollback table to ``RUN_DIR/results/rollback.h5`` and ``rollback.csv`` atomically."""
-    directory = results_dir(run_dir)
-    atomic_write(directory / ROLLBACK_H5, lambda temporary: _write_h5(temporary, table))
-    atomic_write(rollback_csv_path(run_dir), lambda temporary: table.to_csv(temporary, index=False))
-
-
-def _write_h5(path, table: pd.DataFrame) -> None:
-    import h5py
-
-    with h5py.File(path, "w") as handle:
-        group = handle.create_group("rollback")
-        group.attrs["format"] = _FORMAT
-        group.attrs["columns"] = json.dumps(list(ROLLBACK_COLUMNS))
-        for column in ROLLBACK_COLUMNS:
-            values = table[column].to_numpy()
-            if column in _STRING_COLUMNS:
-                group.create_dataset(column, data=values.astype(object), dtype=h5py.string_dtype("utf-8"))
-            else:
-                group.create_dataset(column, data=values)
+    _save(run_dir, ACCURACY_TABLE, table)
 
 
 def load_rollback(run_dir, missing_ok: bool = False) -> pd.DataFrame:
-    """Read the rollback table of a run (columns :data:`ROLLBACK_COLUMNS`).
+    """Read the rollback accuracy table of a run (columns :data:`ROLLBACK_COLUMNS`).
 
     Parameters
     ----------
@@ -238,28 +348,54 @@ def load_rollback(run_dir, missing_ok: bool = False) -> pd.DataFrame:
     DataFileError
         The file is missing (unless ``missing_ok``), corrupt or not an mftma rollback table.
     """
+    return _load(run_dir, ACCURACY_TABLE, missing_ok)
+
+
+def load_rollback_geometry(run_dir, missing_ok: bool = False) -> pd.DataFrame:
+    """Read the rollback geometry table of a run (columns :data:`GEOMETRY_COLUMNS`); see :func:`load_rollback`."""
+    return _load(run_dir, GEOMETRY_TABLE, missing_ok)
+
+
+def _save(run_dir, spec: _Table, table: pd.DataFrame) -> None:
+    directory = results_dir(run_dir)
+    atomic_write(directory / f"{spec.name}.h5", lambda temporary: _write_h5(temporary, spec, table))
+    atomic_write(directory / f"{spec.name}.csv", lambda temporary: table.to_csv(temporary, index=False))
+
+
+def _write_h5(path, spec: _Table, table: pd.DataFrame) -> None:
     import h5py
 
-    path = results_dir(run_dir) / ROLLBACK_H5
+    with h5py.File(path, "w") as handle:
+        group = handle.create_group(spec.name)
+        group.attrs["format"] = f"mftma-{spec.name}"
+        group.attrs["columns"] = json.dumps(list(spec.columns))
+        for column in spec.columns:
+            values = table[column].to_numpy()
+            if column in spec.string_columns:
+                group.create_dataset(column, data=values.astype(object), dtype=h5py.string_dtype("utf-8"))
+            else:
+                group.create_dataset(column, data=values)
+
+
+def _load(run_dir, spec: _Table, missing_ok: bool) -> pd.DataFrame:
+    import h5py
+
+    path = results_dir(run_dir) / f"{spec.name}.h5"
+    dtypes = {column: object if column in spec.string_columns else np.float64 if column == "value" else np.int64
+              for column in spec.columns}
     if not path.exists():
         if missing_ok:
-            return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in ROLLBACK_COLUMNS})
-        raise DataFileError(f"no rollback table at {path}; run `mftma rollback {run_dir}` first")
+            return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
+        raise DataFileError(f"no {spec.name.replace('_', ' ')} table at {path}; run `mftma rollback {run_dir}` first")
     try:
         with h5py.File(path, "r") as handle:
-            group = handle["rollback"]
-            if group.attrs.get("format") != _FORMAT:
-                raise DataFileError(f"{path} is not an mftma rollback table")
-            columns = {column: group[column].asstr()[()] if column in _STRING_COLUMNS else group[column][()]
-                       for column in ROLLBACK_COLUMNS}
+            group = handle[spec.name]
+            if group.attrs.get("format") != f"mftma-{spec.name}":
+                raise DataFileError(f"{path} is not an mftma {spec.name.replace('_', ' ')} table")
+            columns = {column: group[column].asstr()[()] if column in spec.string_columns else group[column][()]
+                       for column in spec.columns}
     except DataFileError:
         raise
     except (OSError, KeyError) as error:
-        raise DataFileError(f"cannot read the rollback table {path}: {error}") from error
-    return pd.DataFrame(columns).astype({column: _dtype(column) for column in ROLLBACK_COLUMNS})
-
-
-def _dtype(column: str):
-    if column in _STRING_COLUMNS:
-        return object
-    return np.float64 if column == "value" else np.int64
+        raise DataFileError(f"cannot read {path}: {error}") from error
+    return pd.DataFrame(columns).astype(dtypes)
