@@ -117,7 +117,7 @@ class Run:
         for name, tensor in sorted(self.state_dict(epoch).items()):
             array = tensor.detach().cpu().contiguous()
             digest.update(f"{name}|{array.dtype}|{tuple(array.shape)}|".encode())
-            digest.update(array.view(torch.uint8).numpy().tobytes() if array.numel() else b"")
+            digest.update(array.reshape(-1).view(torch.uint8).numpy().tobytes() if array.numel() else b"")
         return digest.hexdigest()
 
     def dataset(self):
