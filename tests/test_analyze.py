@@ -160,6 +160,26 @@ def test_bad_requests_fail_before_any_work(cached_run, kwargs, error, message):
     assert not results_dir(cached_run).exists()
 
 
+def test_incomplete_entries_are_skipped_with_a_warning(reference, tmp_path):
+    import h5py
+
+    run_dir = _copy(reference[0], tmp_path, with_results=True)
+    with h5py.File(run_dir / "activations.h5", "r+") as handle:
+        handle["epoch_0004/logits/test"].attrs["complete"] = False
+    computed, hook = _recorder()
+    with pytest.warns(UserWarning, match="1 incomplete entries"):
+        analyze_run(run_dir, on_cell_done=hook, **FAST)
+    assert computed == []
+
+
+def test_unreadable_cell_record_is_a_data_file_error(reference, tmp_path):
+    run_dir = _copy(reference[0], tmp_path, with_results=True)
+    record = next(_cells_dir(run_dir, reference[1]).glob("e*.json"))
+    record.write_text("{truncated")
+    with pytest.raises(DataFileError, match="delete it to recompute"):
+        analyze_run(run_dir, **FAST)
+
+
 def test_missing_cache_is_a_data_file_error(tmp_path):
     with pytest.raises(DataFileError, match="mftma cache"):
         analyze_run(tmp_path, progress=False)

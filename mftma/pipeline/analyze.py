@@ -24,11 +24,12 @@ import json
 import logging
 import pathlib
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from mftma.errors import InputError
+from mftma.errors import DataFileError, InputError
 from mftma.pipeline.results import atomic_write_path, results_dir, save_results, validate_results
 from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER
 
@@ -149,6 +150,9 @@ def select_cells(cache, epochs=None, layers=None, subsets=None) -> list[Cell]:
         A requested name is not in the cache, or nothing is left to analyse.
     """
     entries = cache.entries()
+    if not entries["complete"].all():
+        warnings.warn(f"{int((~entries['complete']).sum())} incomplete entries of {cache.path} are skipped; "
+                      "rerun `mftma cache` to finish them", stacklevel=2)
     entries = entries[entries["complete"]]
     for column, wanted in (("epoch", epochs), ("layer", layers), ("subset", subsets)):
         if wanted is None:
@@ -253,7 +257,7 @@ class CellStore:
         _write_json(self.path / Cell(**record["cell"]).filename, record)
 
     def records(self) -> list[dict]:
-        return [json.loads(path.read_text()) for path in sorted(self.path.glob("e*.json"))]
+        return [_read_json(path) for path in sorted(self.path.glob("e*.json"))]
 
     def table(self, run_name: str) -> pd.DataFrame:
         """All stored cells as a results table, with the settings in ``attrs``."""
@@ -337,6 +341,13 @@ def _timer(seconds: dict, name: str):
 def _write_json(path: pathlib.Path, payload: dict) -> None:
     with atomic_write_path(path) as temporary:
         temporary.write_text(json.dumps(payload, indent=1, sort_keys=True))
+
+
+def _read_json(path: pathlib.Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DataFileError(f"cannot read the cell record {path} ({error}); delete it to recompute the cell") from None
 
 
 def _core_count() -> int:
