@@ -99,3 +99,15 @@ def test_demo_command_prints_a_table(capsys):
     for family in ("random clouds", "low-dim manifolds", "shared centers"):
         assert family in out
     assert "capacity" in out and "K" in out
+
+
+def test_both_bases_give_the_same_geometry(rng):
+    """Seeded runs use the Gram principal axes, given t vectors the reference's QR basis: same inner products."""
+    from mftma.estimator.analysis import reduced_points
+
+    manifold = rng.standard_normal((50, 7)) + 2.0
+    origin = np.zeros(50)
+    directions = np.linalg.qr(rng.standard_normal((50, 2)))[0]
+    fast, reference = (reduced_points(manifold, origin, directions, 0, basis) for basis in (False, True))
+    assert fast.shape == reference.shape == (8, 7)
+    np.testing.assert_allclose(fast.T @ fast, reference.T @ reference, atol=1e-12)
