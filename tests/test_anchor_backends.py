@@ -124,6 +124,25 @@ def test_numba_shrunk_manifold_and_repeated_points(rng):
 
 
 @outside_simulator
+def test_near_duplicate_points_are_repaired_exactly(rng):
+    from scipy.optimize import nnls
+
+    base = rng.standard_normal((8, 6))
+    x = base[:, np.arange(12) % 6] + 1e-9 * rng.standard_normal((8, 12))
+    points = np.vstack([x - x.mean(axis=1, keepdims=True), np.ones((1, 12))])
+    t_vec = rng.standard_normal((9, 40))
+    packed = numba_cpu.pack_problems([points], [t_vec], 0.1)
+    # The Gram form cannot resolve points 1e-9 apart: some solves fail their KKT check ...
+    assert np.any(numba_cpu.solve_packed(packed)[1] != numba_cpu.CONVERGED)
+    # ... and are redone exactly.
+    residual = numba_cpu.solve_cone_projections([points], [t_vec], 0.1)[0]
+    shifted = t_vec + 0.1 * np.eye(9)[-1][:, None]
+    for i in range(t_vec.shape[1]):
+        expected = points @ nnls(points, shifted[:, i])[0]
+        assert np.linalg.norm(residual[:, i] - expected) <= 1e-10 * np.linalg.norm(shifted[:, i])
+
+
+@outside_simulator
 def test_cuda_backend_under_simulator():
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     command = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from mftma.estimator.backends.numba_cpu import check_status, nnls_gram, pack_problems, unpack_residuals
+from mftma.estimator.backends.numba_cpu import nnls_gram, pack_problems, repair_unconverged, unpack_residuals
 
 #: Threads per block.
 THREADS_PER_BLOCK = 64
@@ -52,7 +52,8 @@ def solve_cone_projections(points, t_vecs, kappa=0.0):
     list of ndarray, each (D_p+1, n_t)
         ``S @ alpha`` with ``alpha`` the optimal multipliers.
     """
-    packed = pack_problems(points, t_vecs, float(kappa))
+    kappa = float(kappa)
+    packed = pack_problems(points, t_vecs, kappa)
     n_items = packed.item_manifold.size
     largest = int(packed.sizes.max())
     per_item = 8 * (2 * largest * largest + 6 * largest)
@@ -70,6 +71,6 @@ def solve_cone_projections(points, t_vecs, kappa=0.0):
     blocks = (batch + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
     for first in range(0, n_items, batch):
         _solve_items[blocks, THREADS_PER_BLOCK](*device_inputs, alpha, status, first, *scratch)
-    status = status.copy_to_host()
-    check_status(status, packed)
-    return unpack_residuals(points, t_vecs, alpha.copy_to_host())
+    alpha = alpha.copy_to_host()
+    repair_unconverged(points, t_vecs, kappa, packed, alpha, status.copy_to_host())
+    return unpack_residuals(points, t_vecs, alpha)
