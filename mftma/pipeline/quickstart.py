@@ -35,7 +35,7 @@ class Profile:
     ----------
     config : str
         Shipped config name (or a path to a YAML config).
-    analysed_epochs : int
+    log_epochs : int
         Number of log-spaced checkpoint epochs to cache and analyse (0, best and last are added).
     n_t, n_reps : int
         MFTMA Gaussian vectors and center-structure restarts.
@@ -46,7 +46,7 @@ class Profile:
     """
 
     config: str
-    analysed_epochs: int
+    log_epochs: int
     n_t: int
     n_reps: int
     processes: bool
@@ -54,9 +54,9 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile(config="mnist1d", analysed_epochs=12, n_t=200, n_reps=10, processes=True,
+    "full": Profile(config="mnist1d", log_epochs=12, n_t=200, n_reps=10, processes=True,
                     formats=("png", "pdf")),
-    "ci": Profile(config="tiny", analysed_epochs=2, n_t=20, n_reps=1, processes=False, formats=("png",)),
+    "ci": Profile(config="tiny", log_epochs=2, n_t=20, n_reps=1, processes=False, formats=("png",)),
 }
 
 
@@ -136,7 +136,7 @@ def quickstart(out_dir, profile: str = "full", config=None, progress: bool = Tru
     stage = _Stages(progress)
     began = time.perf_counter()
     run = stage("train", train, run_config, out_dir / RUN_DIRNAME, progress=progress)
-    epochs = analysed_epochs(run, settings.analysed_epochs)
+    epochs = analysed_epochs(run, settings.log_epochs)
     stage("cache", cache_activations, run, epochs=epochs, progress=progress)
     results = stage("analyze", analyze_run, run.path, epochs=epochs, n_t=settings.n_t, n_reps=settings.n_reps,
                     processes=settings.processes, progress=progress)
