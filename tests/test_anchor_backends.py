@@ -74,7 +74,8 @@ def assert_backends_agree(problem, backend, other):
     for a, b, t in zip(first, second, t_vecs):
         scale = np.linalg.norm(t, axis=0) + kappa
         np.testing.assert_array_less(np.linalg.norm(a - b, axis=0), 1e-8 * scale + 1e-12)
-    for a, b in zip(anchor_geometry(points, t_vecs, kappa, backend), anchor_geometry(points, t_vecs, kappa, other)):
+    geometry = anchor_geometry(points, t_vecs, kappa, backend)
+    for a, b in zip(geometry, anchor_geometry(points, t_vecs, kappa, other)):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
 
 
@@ -118,7 +119,8 @@ def test_numba_shrunk_manifold_and_repeated_points(rng):
     distinct = repeated[:, :6]
     t_vec = rng.standard_normal((7, 40))
     np.testing.assert_allclose(
-        each_manifold_geometry(repeated, t_vec, 0.2, "numba"), each_manifold_geometry(distinct, t_vec, 0.2, "numba"),
+        each_manifold_geometry(repeated, t_vec, 0.2, "numba"),
+        each_manifold_geometry(distinct, t_vec, 0.2, "numba"),
         rtol=1e-10,
     )
 

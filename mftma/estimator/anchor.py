@@ -67,7 +67,9 @@ def anchor_points(points: np.ndarray, t_vec: np.ndarray, residual: np.ndarray, k
     return np.where(interior, fallback, residual / scale)
 
 
-def geometry_from_anchor_points(t_vec: np.ndarray, anchors: np.ndarray, kappa: float) -> tuple[float, float, float]:
+def geometry_from_anchor_points(
+    t_vec: np.ndarray, anchors: np.ndarray, kappa: float
+) -> tuple[float, float, float]:
     """Capacity, radius and dimension of one manifold (docs/SCIENCE.md §2 steps 6-8).
 
     Parameters
@@ -116,7 +118,8 @@ def anchor_geometry(points, t_vecs, kappa=0.0, backend="auto"):
     kappa : float
         Margin, >= 0.
     backend : str
-        ``"auto"``, ``"numba"``, ``"cuda"`` or ``"cvxpy"`` (see :func:`~mftma.estimator.backends.select_backend`).
+        ``"auto"``, ``"numba"``, ``"cuda"`` or ``"cvxpy"``
+        (see :func:`~mftma.estimator.backends.select_backend`).
 
     Returns
     -------
@@ -127,7 +130,7 @@ def anchor_geometry(points, t_vecs, kappa=0.0, backend="auto"):
     --------
     >>> rng = np.random.default_rng(0)
     >>> cloud = np.vstack([rng.standard_normal((5, 10)), np.ones((1, 10))])
-    >>> capacity, radius, dimension = anchor_geometry([cloud], [rng.standard_normal((6, 50))], backend="cvxpy")
+    >>> capacity, radius, dimension = anchor_geometry([cloud], [rng.standard_normal((6, 50))])
     >>> capacity.shape
     (1,)
     """
