@@ -111,5 +111,5 @@ def local_scheduler(scheduler: str | None, n_workers: int = 2, processes: bool =
     from dask.distributed import LocalCluster
 
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         yield cluster.scheduler_address
