@@ -106,7 +106,7 @@ def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool) -
     available = list(run.checkpoint_epochs())
     epochs = available if epochs is None else sorted({int(epoch) for epoch in epochs})
     _check_known("epoch", epochs, available)
-    known_layers = list(run.load_model(available[-1]).analysis_layers) if available else []
+    known_layers = list(run.build_model().analysis_layers)
     layers = config.layers if layers is None else layers
     layers = known_layers if layers == "all" else list(layers)
     _check_known("layer", layers, known_layers)

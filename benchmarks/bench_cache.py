@@ -1,0 +1,114 @@
+"""Benchmark of the activation cache; prints JSON.
+
+1. **Time**: trains the default run (``mnist1d`` config) for a few epochs and caches every checkpoint with
+   the default cache settings (all layers, 4 subsets, M = 50, all 10 classes). Reports caching time per
+   checkpoint as a fraction of training time per epoch (target <= 0.20); with every epoch checkpointed the
+   fraction is the same for the full 60-epoch run.
+2. **Memory**: for 1-D CNNs whose first block (conv + batch norm + ReLU + max pool) outputs ``--sizes``
+   features (>= 10^6; its weights stay small), caches that layer for 100 examples in batches of 32 in a
+   fresh process (streamed projection, matrix blocks regenerated per batch) and reports the peak resident
+   memory (VmHWM) above the process's baseline (run, data and model loaded) next to one batch of that
+   layer's activations. Target: independent of the layer size beyond one batch, i.e. peak increase / one
+   batch roughly constant (the forward pass holds a few batch-sized intermediates: convolution, batch norm
+   and ReLU outputs before pooling). ``tests/test_projection.py`` checks the projection's own allocations.
+
+Usage: ``python benchmarks/bench_cache.py [--epochs 3] [--sizes 250000 1000000 2000000]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MEMORY_PROBE = """
+import json, sys, time
+from mftma.cache import cache_activations
+from mftma.experiments.run import Run
+
+def status_mb(key):  # VmHWM, unlike ru_maxrss, is not inherited from the forking parent
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(key)) / 1024
+
+run = Run(sys.argv[1])
+run.load_model(1), run.dataset(), run.corruption(), run.weights_hash(1)
+baseline = status_mb("VmRSS")
+start = time.perf_counter()
+cache_activations(run, epochs=[1], layers=["conv1"], subsets=["test"], projection_dim=int(sys.argv[2]),
+                  progress=False, cache_bytes=0)
+seconds = time.perf_counter() - start
+peak = status_mb("VmHWM")
+print(json.dumps({"caching_s": seconds, "baseline_rss_mb": baseline, "peak_rss_mb": peak}))
+"""
+
+
+def time_default_run(epochs: int, root: Path) -> dict:
+    from mftma.cache import cache_activations
+    from mftma.experiments.config import load_config
+    from mftma.experiments.training import train
+
+    config = load_config("mnist1d").replace(training={"epochs": epochs})
+    start = time.perf_counter()
+    run = train(config, root / "default", progress=False)
+    training = time.perf_counter() - start
+    start = time.perf_counter()
+    cache_activations(run, progress=False)
+    caching = time.perf_counter() - start
+    checkpoints = len(run.checkpoint_epochs())
+    per_epoch, per_checkpoint = training / epochs, caching / checkpoints
+    return {
+        "config": "mnist1d", "epochs_trained": epochs, "full_run_epochs": load_config("mnist1d").training.epochs,
+        "checkpoints_cached": checkpoints, "training_s": training, "caching_s": caching,
+        "training_s_per_epoch": per_epoch, "caching_s_per_checkpoint": per_checkpoint,
+        "caching_fraction_of_training": per_checkpoint / per_epoch, "target": 0.20,
+    }
+
+
+def memory_of_layer(features: int, projection_dim: int, root: Path) -> dict:
+    from mftma.experiments.config import load_config
+    from mftma.experiments.training import train
+
+    config = load_config("tiny").replace(
+        data={"options": {"n_train": 400, "n_test": 400}}, training={"epochs": 1},
+        model={"name": "cnn1d", "options": {"channels": [features // 20], "hidden": 4}},
+        cache={"M": 10, "batch_size": 32},
+    )
+    run = train(config, root / f"wide_{features}", progress=False)
+    features = run.build_model().activations(run.dataset().x_test[:1], ["conv1"])["conv1"][0].numel()
+    probe = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(run.path), str(projection_dim)],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        raise RuntimeError(f"memory probe for {features} features failed:\n{probe.stderr}")
+    result = json.loads(probe.stdout)
+    batch_mb = config.cache.batch_size * features * 4 / 2**20
+    increase = result["peak_rss_mb"] - result["baseline_rss_mb"]
+    return {
+        "features": features, "projection_dim": projection_dim, "batch_size": config.cache.batch_size,
+        "examples": 10 * config.cache.M, **result, "peak_increase_mb": increase, "one_batch_mb": batch_mb,
+        "peak_increase_per_batch": increase / batch_mb,
+        "full_matrix_mb_never_formed": features * projection_dim * 4 / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the shortened default run")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[250_000, 1_000_000, 2_000_000],
+                        help="feature counts of the wide layer for the memory measurement (rounded to 20 "
+                             "positions x channels)")
+    parser.add_argument("--projection-dim", type=int, default=256,
+                        help="projection dimension in the memory measurement (block memory is "
+                             "512 x dim x 4 bytes whatever the layer size)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        report = {"time": time_default_run(args.epochs, root),
+                  "memory": [memory_of_layer(size, args.projection_dim, root) for size in args.sizes]}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
