@@ -8,7 +8,8 @@ Cases (random Gaussian manifolds, kappa = 0):
 * ``large``: P = 100, N = 5000, M = 100, n_t = 300.
 
 For every available fast backend (numba; cuda where a GPU is usable) it reports the warm time
-(best and median of ``--repeats`` calls in this process, after one call) and the cold time (the first
+(best and median of ``--repeats`` calls in this process, after one call, and the best CPU time of all
+threads together, a guide when other jobs share the machine: see the load averages) and the cold time (the first
 call in a fresh Python process, importing the estimator and loading or compiling its numba code),
 with the per-stage timings and the results. The in-repo cvxpy path solves one QP per t vector, far
 too slow at full size, so numba and cvxpy are timed on the same subset of the README data
@@ -65,17 +66,18 @@ def summary(result) -> dict:
     }
 
 
-def warm_times(data, n_t: int, backend: str, repeats: int) -> tuple[list[float], object]:
-    """Seconds of ``repeats`` calls after a first (discarded) one, and the last result."""
+def warm_times(data, n_t: int, backend: str, repeats: int) -> tuple[list[float], list[float], object]:
+    """Wall and CPU (all threads) seconds of ``repeats`` calls after a first (discarded) one, and the last result."""
     from mftma.estimator.analysis import analyze_manifolds
 
     analyze_manifolds(data, 0.0, n_t, seed=0, backend=backend)
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         result = analyze_manifolds(data, 0.0, n_t, seed=0, backend=backend)
         times.append(time.perf_counter() - start)
-    return times, result
+        cpu_times.append(time.process_time() - cpu_start)
+    return times, cpu_times, result
 
 
 def cold_time(P: int, N: int, M: int, n_t: int, backend: str) -> dict:
@@ -89,13 +91,14 @@ def bench_case(name: str, backend: str, repeats: int) -> dict:
     P, N, M, n_t = CASES[name]
     print(f"{name} / {backend}: P={P} N={N} M={M} n_t={n_t}", file=sys.stderr)
     cold = cold_time(P, N, M, n_t, backend)
-    times, result = warm_times(case_data(P, N, M), n_t, backend, repeats)
+    times, cpu_times, result = warm_times(case_data(P, N, M), n_t, backend, repeats)
     entry = {
         "case": name,
         "backend": backend,
         "P": P, "N": N, "M": M, "n_t": n_t,
         "warm_best_s": min(times),
         "warm_median_s": statistics.median(times),
+        "warm_cpu_best_s": min(cpu_times),
         "warm_stages_s": result.timings,
         "cold_s": cold["cold_s"],
         "cold_stages_s": cold["timings"],
@@ -154,11 +157,14 @@ def main(argv=None) -> int:
     parser.add_argument("--subset-n-t", type=int, default=50,
                         help="t vectors of the numba vs cvxpy comparison (default: 50)")
     args = parser.parse_args(argv)
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    machine["load_average_before"] = os.getloadavg()
     report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine,
         "runs": [bench_case(case, backend, args.repeats) for case in args.cases for backend in available_backends()],
         "numba_vs_cvxpy": bench_cvxpy_subset(args.subset_manifolds, args.subset_n_t),
     }
+    machine["load_average_after"] = os.getloadavg()
     print(json.dumps(report, indent=2))
     return 0
 

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import scipy.linalg
 
 from mftma.estimator.anchor import anchor_geometry
@@ -68,7 +67,7 @@ class GeometryResult:
         """Mean dimension."""
         return float(np.mean(self.dimension))
 
-    def to_frame(self) -> pd.DataFrame:
+    def to_frame(self):
         """A tidy table: one row per (manifold, metric), and summary rows with ``manifold`` missing.
 
         Returns
@@ -78,6 +77,8 @@ class GeometryResult:
             ``capacity``, ``radius`` and ``dimension``; the summary rows hold their averages,
             ``center_correlation`` and ``K``.
         """
+        import pandas as pd
+
         count = len(self.capacity)
         per_manifold = pd.DataFrame(
             {
