@@ -43,7 +43,8 @@ def figure(curves, geometry, at: str):
             for ax, metric in zip(axes[row], METRICS):
                 for kind in kinds:
                     subset = "test" if group == "test" else training_subset(chosen, kind)
-                    rows = chosen[(chosen["kind"] == kind) & (chosen["subset"] == subset) & (chosen["metric"] == metric)]
+                    rows = chosen[(chosen["kind"] == kind) & (chosen["subset"] == subset)
+                                  & (chosen["metric"] == metric)]
                     profile = rows.set_index("layer")["value"].reindex(layers)
                     ax.plot(np.arange(len(layers)), profile.to_numpy(), color=KIND_COLORS.get(kind), marker="o",
                             markersize=2.5, label=kind)

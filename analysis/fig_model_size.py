@@ -22,8 +22,9 @@ def figure(accuracy, geometry):
     with paper_style():
         fig, axes = plt.subplots(3, 1, figsize=(PAPER_WIDTH * 0.6, 6.0), layout="constrained", sharex=True)
         top = axes[0]
-        for column, label, style in (("acc_test_best", "test, best epoch", "--"), ("acc_test_final", "test, last epoch", "-"),
-                                     ("acc_train_final", "train (training labels), last epoch", ":")):
+        curves = (("acc_test_best", "test, best epoch", "--"), ("acc_test_final", "test, last epoch", "-"),
+                  ("acc_train_final", "train (training labels), last epoch", ":"))
+        for column, label, style in curves:
             top.plot(accuracy["num_parameters"], accuracy[column], linestyle=style, marker="o", markersize=3,
                      color="black" if column != "acc_test_best" else "0.5", label=label)
         top.set(ylabel="accuracy", xscale="log", title="accuracy against model size")

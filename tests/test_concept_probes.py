@@ -100,8 +100,9 @@ def test_concept_experiment_probes_every_network_layer_and_concept(tmp_path, mon
 def test_a_data_set_without_concepts_is_refused(tmp_path):
     from mftma.experiments.flawed.sweeps import concept_experiment
 
-    config = RunConfig.from_dict({**TINY_TEXTURES, "data": {"name": "mnist1d", "options": {"n_train": 100, "n_test": 50}},
-                                  "model": {"name": "mlp", "options": {"hidden": [4]}}, "training": {"epochs": 1}})
+    mnist1d = {"name": "mnist1d", "options": {"n_train": 100, "n_test": 50}}
+    mlp = {"name": "mlp", "options": {"hidden": [4]}}
+    config = RunConfig.from_dict({**TINY_TEXTURES, "data": mnist1d, "model": mlp, "training": {"epochs": 1}})
     with pytest.raises(InputError, match="no concept values"):
         concept_experiment(config, tmp_path, progress=False)
     assert not (tmp_path / "runs" / "memorizing").exists()
