@@ -103,6 +103,24 @@ def test_large_layers_are_projected_with_the_same_matrix_at_every_epoch(run):
             np.testing.assert_allclose(cache.features(epoch, "fc1", "test")[0], expected, rtol=1e-4, atol=1e-5)
 
 
+def test_convolutional_layers_are_pooled_per_channel_then_projected(tmp_path):
+    config = load_config("tiny").replace(
+        training={"epochs": 1}, model={"name": "cnn1d", "options": {"channels": [40, 4], "hidden": 8}})
+    run = train(config, tmp_path / "cnn", progress=False)
+    cache_activations(run, epochs=[1], subsets=["test"], projection_dim=30, pool=True, progress=False)
+    with ActivationCache(run.path) as cache:
+        # input 1 x 40 -> 1; conv1 40 channels x 20 positions -> 40 -> projected to 30; conv2 4 x 10 -> 4
+        assert [cache.layer_info(name)["reduction"] for name in cache.layers] == [
+            "pool", "pool+projection", "pool", "none", "none"]
+        x = _inputs(run, cache.sample("test"))
+        with torch.no_grad():
+            direct = run.load_model(1).activations(x, ["conv1", "conv2"])
+        matrix = LayerReduction.plan("conv1", (40, 20), 30, pool=True).projection().matrix()
+        expected = {"conv1": direct["conv1"].mean(2).numpy() @ matrix, "conv2": direct["conv2"].mean(2).numpy()}
+        for layer, features in expected.items():
+            np.testing.assert_allclose(cache.features(1, layer, "test")[0], features, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, trained, tmp_path, monkeypatch,
                                                                             seed):
