@@ -12,14 +12,14 @@ the training folds' statistics, and regressed on the concept by
     cross-validation over :data:`RIDGE_ALPHAS` (``sklearn.linear_model.RidgeCV``).
 
 The score is the held-out coefficient of determination R² (``sklearn.metrics.r2_score``, 1 is perfect,
-0 is as good as predicting the held-out mean, negative is worse) averaged over shuffled k-fold splits.
+0 is as good as predicting the held-out mean, negative is worse) averaged over shuffled k-fold splits; a
+held-out fold on which the concept happens to be constant scores 0 (scikit-learn's convention).
 The *shuffled-target baseline* is the same probe on a seeded random permutation of the concept values:
 what a probe of this size reaches on these features without any relation to the concept.
 """
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -161,12 +161,9 @@ def _fold_r2(features, values, folds, method) -> np.ndarray:
     from sklearn.metrics import r2_score
 
     scores = []
-    with warnings.catch_warnings():
-        # A held-out fold of a nearly constant concept can give R² warnings; the score is still defined.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for train, held_out in folds:
-            model = make_regressor(method).fit(features[train], values[train])
-            scores.append(r2_score(values[held_out], model.predict(features[held_out])))
+    for train, held_out in folds:
+        model = make_regressor(method).fit(features[train], values[train])
+        scores.append(r2_score(values[held_out], model.predict(features[held_out])))
     return np.array(scores)
 
 
