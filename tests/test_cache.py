@@ -178,6 +178,8 @@ def test_stale_caches_are_refused_and_rebuild_moves_them_aside(run):
         assert h5.attrs["run_settings_hash"] == "another run" and h5["epoch_0001/fc1/test"].attrs["complete"]
     with ActivationCache(path) as cache:
         assert cache.epochs == [2]
+    cache_activations(run, epochs=[2], subsets=["test"], rebuild=True, progress=False)  # same second: no overwrite
+    assert len(list(path.parent.glob("activations.stale-*.h5"))) == 2
 
 
 def test_corrupt_and_foreign_files_raise_data_file_errors_and_stay_untouched(run):

@@ -10,6 +10,7 @@ moves the stale file aside and starts a new one).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -26,6 +27,7 @@ import mftma
 from mftma.cache.projection import DEFAULT_CACHE_BYTES, BatchReducer, LayerReduction
 from mftma.cache.reader import CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_key, open_cache_file
 from mftma.errors import DataFileError, InputError
+from mftma.experiments.subsets import sample_subsets
 
 #: Target size of one compressed chunk (bytes); a chunk holds up to one manifold's M rows.
 CHUNK_BYTES = 2**20
@@ -110,12 +112,9 @@ def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool) -
     layers = config.layers if layers is None else layers
     layers = known_layers if layers == "all" else list(layers)
     _check_known("layer", layers, known_layers)
-    chosen = config.__class__(  # the config's own validation checks the overrides
-        layers=tuple(layers), subsets=config.subsets if subsets is None else subsets, M=config.M if M is None else M,
-        P=config.P if P is None else P, pool=config.pool if pool is None else pool,
-        projection_dim=config.projection_dim if projection_dim is None else projection_dim,
-        seed=config.seed, batch_size=config.batch_size,
-    )
+    overrides = {"subsets": subsets, "M": M, "P": P, "projection_dim": projection_dim, "pool": pool}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    chosen = replace(config, layers=tuple(layers), **overrides)  # CacheConfig validates the overrides
     return CacheSettings(tuple(epochs), chosen.layers, tuple(known_layers), chosen.subsets, chosen.M, chosen.P,
                          chosen.projection_dim, chosen.pool, chosen.seed, chosen.batch_size)
 
@@ -128,15 +127,16 @@ def _check_known(kind, requested, known):
 
 
 def _draw_samples(run, settings):
-    from mftma.experiments.subsets import sample_subsets
-
     dataset = run.dataset()
     return sample_subsets(run.corruption(), np.asarray(dataset.y_test), dataset.num_classes, M=settings.M,
                           P=settings.P, seed=settings.seed, subsets=settings.subsets)
 
 
 def _move_aside(path: Path) -> Path:
-    target = path.with_name(f"{path.stem}.stale-{time.strftime('%Y%m%dT%H%M%S')}{path.suffix}")
+    """Rename ``path`` to ``STEM.stale-TIME[-N].h5``, never over an existing file."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    names = (f"{path.stem}.stale-{stamp}{f'-{n}' if n else ''}{path.suffix}" for n in itertools.count())
+    target = next(path.with_name(name) for name in names if not path.with_name(name).exists())
     os.replace(path, target)
     return target
 
