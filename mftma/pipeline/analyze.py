@@ -96,7 +96,8 @@ def analyze_run(
     n_workers : int, optional
         Workers of the local cluster (default: the number of cores, at most one per cell).
     processes : bool
-        Local workers are processes (default) or threads of this process.
+        Local workers are processes (default) or threads of this process. Worker processes
+        re-import the main module: in a script, call this under ``if __name__ == "__main__":``.
     progress : bool
         Show a progress bar with the time remaining.
     on_cell_done : callable, optional
