@@ -66,9 +66,10 @@ def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, upper, y, z, gr
     lower, upper, y, z, grad, scale, order, state : 1-d arrays
         Scratch of at least ``m * m`` (the first two) or ``m`` elements (the last two integer): the
         Cholesky factor ``L`` of the passive block by rows (``L[r, c]`` at ``lower[r * m + c]``) and by
-        columns (at ``upper[c * m + r]``), ``L^-1 b_P``, the passive solution, the negative gradient
-        ``b - G a``, ``1 / ||s_j||``, the passive indices in factor order and the state of every column.
-        Keeping ``L`` both ways lets every triangular solve run along contiguous memory.
+        columns (at ``upper[c * m + r]``, with ``1 / L[r, r]`` on the diagonal: the solves multiply
+        instead of dividing), ``L^-1 b_P``, the passive solution, the negative gradient ``b - G a``,
+        ``1 / ||s_j||``, the passive indices in factor order and the state of every column. Keeping
+        ``L`` both ways lets every triangular solve run along contiguous memory.
 
     Returns
     -------
@@ -114,7 +115,7 @@ def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, upper, y, z, gr
                     lower[row + c] = gram[g0 + column * m + order[c]]
                 norm_sq = 0.0
                 for c in range(r):
-                    value = lower[row + c] / lower[c * m + c]
+                    value = lower[row + c] * upper[c * m + c]
                     lower[row + c] = value
                     norm_sq += value * value
                     for q in range(c + 1, r):
@@ -133,15 +134,15 @@ def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, upper, y, z, gr
                 for c in range(r):
                     upper[c * m + r] = lower[row + c]
                     value -= lower[row + c] * y[c]
-                upper[r * m + r] = diagonal
-                y[r] = value / diagonal
+                upper[r * m + r] = 1.0 / diagonal
+                y[r] = value * upper[r * m + r]
                 r += 1
             n_factored = n_passive
             # Unconstrained solution on the passive set: L^T z = y.
             for r in range(n_passive):
                 z[r] = y[r]
             for r in range(n_passive - 1, -1, -1):
-                solved = z[r] / lower[r * m + r]
+                solved = z[r] * upper[r * m + r]
                 z[r] = solved
                 for c in range(r):
                     z[c] -= lower[r * m + c] * solved
