@@ -138,7 +138,8 @@ def _cost_terms(coordinates, gram, directions, with_gradient):
     """F(V) and, if ``with_gradient``, ``dF/dc = 2 diag(b / c0) c - 2 A c`` for ``c = X V``.
 
     With ``R = C - c c^T``, ``A = R / (c0 c0^T)`` and ``b`` the row sums of ``R * A``; one pass over
-    the pairs mu <= nu (everything is symmetric), without P x P temporaries.
+    the pairs mu <= nu (everything is symmetric). The diagonal of ``A`` and ``b`` is left out of the
+    gradient: its two contributions cancel.
     """
     count, rank = coordinates.shape[0], directions.shape[1]
     projections = coordinates @ directions
@@ -149,8 +150,8 @@ def _cost_terms(coordinates, gram, directions, with_gradient):
             norm -= projections[mu, k] ** 2
         inverse[mu] = 1.0 / norm
     cost = 0.0
+    weights = np.zeros((count, count) if with_gradient else (0, 0))
     row_sums = np.zeros(count)
-    inner = np.zeros((count, rank))
     for mu in range(count):
         for nu in range(mu, count):
             residual = gram[mu, nu]
@@ -160,16 +161,13 @@ def _cost_terms(coordinates, gram, directions, with_gradient):
             term = residual * weight
             cost += term if nu == mu else 2.0 * term
             if with_gradient and nu != mu:
+                weights[mu, nu] = weight
+                weights[nu, mu] = weight
                 row_sums[mu] += term
                 row_sums[nu] += term
-                for k in range(rank):
-                    inner[mu, k] -= 2.0 * weight * projections[nu, k]
-                    inner[nu, k] -= 2.0 * weight * projections[mu, k]
-    if with_gradient:
-        for mu in range(count):
-            for k in range(rank):
-                inner[mu, k] += 2.0 * row_sums[mu] * inverse[mu] * projections[mu, k]
-    return 0.5 * cost, inner
+    if not with_gradient:
+        return 0.5 * cost, projections
+    return 0.5 * cost, 2.0 * (row_sums * inverse)[:, None] * projections - 2.0 * (weights @ projections)
 
 
 @numba.njit(cache=True)
@@ -204,21 +202,42 @@ def _horizontal(directions, vector):
 
 
 @numba.njit(cache=True)
-def _two_loop(gradient, steps, changes, count, newest):
-    """L-BFGS direction ``-H grad`` from the ``count`` stored pairs (``newest`` is the latest slot)."""
+def _inner(first, second):
+    """Frobenius inner product of two matrices of the same shape (no temporaries)."""
+    total = 0.0
+    for i in range(first.shape[0]):
+        for j in range(first.shape[1]):
+            total += first[i, j] * second[i, j]
+    return total
+
+
+@numba.njit(cache=True)
+def _add_scaled(target, scale, addend):
+    """``target += scale * addend`` in place."""
+    for i in range(target.shape[0]):
+        for j in range(target.shape[1]):
+            target[i, j] += scale * addend[i, j]
+
+
+@numba.njit(cache=True)
+def _two_loop(gradient, steps, changes, inverse_curvatures, count, newest):
+    """L-BFGS direction ``-H grad`` from the ``count`` stored pairs (``newest`` is the latest slot).
+
+    ``inverse_curvatures[slot]`` is ``1 / (step . change)`` of the pair in ``slot``.
+    """
     memory = steps.shape[0]
     direction = -gradient
     weights = np.empty(memory)
     for k in range(count):
         slot = (newest - k) % memory
-        weights[slot] = np.sum(steps[slot] * direction) / np.sum(steps[slot] * changes[slot])
-        direction -= weights[slot] * changes[slot]
+        weights[slot] = inverse_curvatures[slot] * _inner(steps[slot], direction)
+        _add_scaled(direction, -weights[slot], changes[slot])
     if count > 0:
-        direction *= np.sum(steps[newest] * changes[newest]) / np.sum(changes[newest] ** 2)
+        direction *= 1.0 / (inverse_curvatures[newest] * _inner(changes[newest], changes[newest]))
     for k in range(count - 1, -1, -1):
         slot = (newest - k) % memory
-        correction = np.sum(changes[slot] * direction) / np.sum(steps[slot] * changes[slot])
-        direction += (weights[slot] - correction) * steps[slot]
+        correction = inverse_curvatures[slot] * _inner(changes[slot], direction)
+        _add_scaled(direction, weights[slot] - correction, steps[slot])
     return direction
 
 
@@ -236,16 +255,17 @@ def _lbfgs(coordinates, gram, start, max_iterations, gradient_tol):
     gradient = _horizontal(directions, euclidean)
     steps = np.zeros((memory,) + directions.shape)
     changes = np.zeros((memory,) + directions.shape)
+    inverse_curvatures = np.zeros(memory)
     count, newest = 0, memory - 1
     iteration = 0
-    while iteration < max_iterations and np.sqrt(np.sum(gradient**2)) > gradient_tol:
-        search = _horizontal(directions, _two_loop(gradient, steps, changes, count, newest))
-        slope = np.sum(gradient * search)
+    while iteration < max_iterations and np.sqrt(_inner(gradient, gradient)) > gradient_tol:
+        search = _horizontal(directions, _two_loop(gradient, steps, changes, inverse_curvatures, count, newest))
+        slope = _inner(gradient, search)
         if slope >= 0.0:
             search = -gradient
-            slope = -np.sum(gradient**2)
+            slope = -_inner(gradient, gradient)
             count = 0
-        step = 1.0 if count > 0 else min(1.0, 1.0 / np.sqrt(np.sum(search**2)))
+        step = 1.0 if count > 0 else min(1.0, 1.0 / np.sqrt(_inner(search, search)))
         trial = _orthonormalize(directions + step * search)
         trial_cost, euclidean = _cost_and_gradient(coordinates, gram, trial)
         backtracks = 0
@@ -254,17 +274,19 @@ def _lbfgs(coordinates, gram, start, max_iterations, gradient_tol):
             trial = _orthonormalize(directions + step * search)
             trial_cost = _cost(coordinates, gram, trial)
             backtracks += 1
-        if trial_cost > cost or step * np.sqrt(np.sum(search**2)) < MIN_STEP:
+        if trial_cost > cost or step * np.sqrt(_inner(search, search)) < MIN_STEP:
             break
         if backtracks > 0:
             trial_cost, euclidean = _cost_and_gradient(coordinates, gram, trial)
         trial_gradient = _horizontal(trial, euclidean)
         step_taken = _horizontal(trial, step * search)
         change = trial_gradient - _horizontal(trial, gradient)
-        if np.sum(step_taken * change) > 1e-12 * np.sqrt(np.sum(step_taken**2) * np.sum(change**2)):
+        curvature = _inner(step_taken, change)
+        if curvature > 1e-12 * np.sqrt(_inner(step_taken, step_taken) * _inner(change, change)):
             newest = (newest + 1) % memory
             steps[newest] = step_taken
             changes[newest] = change
+            inverse_curvatures[newest] = 1.0 / curvature
             count = min(count + 1, memory)
         directions, cost, gradient = trial, trial_cost, trial_gradient
         iteration += 1
