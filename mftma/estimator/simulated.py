@@ -229,7 +229,7 @@ class _SeparabilityTester:
         return min(self.points.shape[0], self.points.shape[1] - 1)
 
     def counts(self, n_features: int) -> tuple[int, int]:
-        """(separable, tested) so far at ``n_features``; zero features separate no balanced dichotomy."""
+        """(separable, tested) so far at ``n_features``."""
         outcomes = self.results.get(n_features, [])
         return sum(outcomes), len(outcomes)
 
@@ -261,18 +261,21 @@ class _SeparabilityTester:
 
 
 def _critical_bracket(tester: _SeparabilityTester, n_max: int, confidence: float) -> tuple[float, int, int]:
-    """Bisect for the 0.5 crossing, then widen to the nearest significantly-off-half neighbours.
+    """Double, then bisect for the 0.5 crossing, then widen to the nearest significantly-off-half neighbours.
 
     Returns the interpolated critical ``N_c`` and the nearest ``N_c`` below and above it whose separable
     fraction is significantly below and above one half (the largest tested ``N_c`` if none is).
     """
-    low, high = 0, tester.n_features_max
-    if tester.evaluate(high, n_max, stop_early=True) < 0.5:
-        raise InputError(
-            f"fewer than half of the dichotomies are separable even with all {high} dimensions of the data: "
-            f"the simulated capacity is below P / {high} = {tester.count / high:.4g} and cannot be measured "
-            "(more features or fewer samples per manifold would be needed)"
-        )
+    # Manifold capacity is at most about 2, so N_c >= P / 2: double from there (cheap small programs first)
+    low, high = 0, min(max(1, tester.count // 2), tester.n_features_max)
+    while tester.evaluate(high, n_max, stop_early=True) < 0.5:
+        if high == tester.n_features_max:
+            raise InputError(
+                f"fewer than half of the dichotomies are separable even with all {high} dimensions of the "
+                f"data: the simulated capacity is below P / {high} = {tester.count / high:.4g} and cannot be "
+                "measured (more features or fewer samples per manifold would be needed)"
+            )
+        low, high = high, min(2 * high, tester.n_features_max)
     while high - low > 1:
         middle = (low + high) // 2
         if tester.evaluate(middle, n_max, stop_early=True) >= 0.5:
