@@ -89,6 +89,12 @@ def test_bad_arguments_raise_input_error(rng, kwargs, message):
         _run(manifolds, **kwargs)
 
 
+def test_center_at_the_mean_of_centers_is_an_input_error(rng):
+    manifold = rng.standard_normal((10, 5))
+    with pytest.raises(InputError, match="manifold 0: its center equals the mean"):
+        _run([manifold, manifold.copy()])
+
+
 def test_memory_stays_proportional_to_the_data(rng):
     """At N = 20000 anything N x N would take 3.2 GB; the data itself is 2.4 MB."""
     manifolds = [rng.standard_normal((20000, 5)) for _ in range(3)]

@@ -365,6 +365,11 @@ def low_rank_center_structure(
     -------
     CenterStructure
 
+    Raises
+    ------
+    InputError
+        If a center equals the mean of all centers.
+
     Examples
     --------
     >>> rng = np.random.default_rng(0)
@@ -379,6 +384,12 @@ def low_rank_center_structure(
     rng = np.random.default_rng() if rng is None else rng
     coordinates, basis = centers_basis(centers)
     gram = coordinates @ coordinates.T
+    at_mean = np.flatnonzero(np.diag(gram) == 0.0)
+    if at_mean.size:
+        raise InputError(
+            f"manifold {at_mean[0]}: its center equals the mean of all centers, so the center correlation "
+            "is undefined; drop it or check the data"
+        )
     correlation = mean_abs_correlation(gram)
     dim = coordinates.shape[1]
     solutions, residuals = [], []
