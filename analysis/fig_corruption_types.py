@@ -49,6 +49,8 @@ def figure(curves, geometry, at: str):
                     ax.plot(np.arange(len(layers)), profile.to_numpy(), color=KIND_COLORS.get(kind), marker="o",
                             markersize=2.5, label=kind)
                 ax.set_title(f"{metric_label(metric)}, {group} ({at} epoch)")
+                if metric == "radius":
+                    ax.set_yscale("log")  # one outlying manifold must not flatten the other curves
                 ax.set_xticks(np.arange(len(layers)), layers if row == 2 else [], rotation=45, ha="right",
                               rotation_mode="anchor")
                 ax.grid(alpha=0.3)
