@@ -14,8 +14,9 @@ The active set starts from the positive entries of the unconstrained solution ``
 all t vectors of a manifold in one matrix product), which on random manifolds misses the final support
 by about one point, so that a solve takes about one factorisation instead of one step per active point.
 ``G`` may be singular (repeated or collinear points): a column that is numerically in the span of the
-passive columns has a zero gradient in exact arithmetic, so it is set aside instead of being factorised;
-the solve ends with an explicit check of the KKT conditions.
+passive columns has a zero gradient in exact arithmetic, so it is set aside instead of being factorised.
+Every solve ends with an explicit check of the KKT conditions; the rare problems that fail it (points
+closer than the Gram form can resolve) are redone with scipy's NNLS on ``S`` (:func:`repair_unconverged`).
 
 :func:`nnls_gram` is plain Python without allocation or library calls, so that the same source is
 compiled here with ``numba.njit`` and in :mod:`.cuda` as a ``numba.cuda`` device function.
