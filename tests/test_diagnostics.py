@@ -64,9 +64,13 @@ def test_save_csv_and_json(report, tmp_path):
         report.save(tmp_path / "diagnosis.txt")
 
 
-def test_diagnose_rejects_a_single_seed(clouds):
+def test_diagnose_rejects_a_single_seed_and_settings_out_of_range(clouds):
     with pytest.raises(InputError, match="n_seeds"):
         diagnose(clouds, n_seeds=1)
+    with pytest.raises(InputError, match="sample_counts needs at least one value between 2 and 12"):
+        diagnose(clouds, sample_counts=[20, 40])
+    with pytest.raises(InputError, match="projection_dims"):
+        diagnose(clouds, projection_dims=[1, 64])
 
 
 def test_load_manifolds_from_npz_and_h5(clouds, tmp_path):

@@ -105,12 +105,13 @@ def diagnose(
     manifolds : list of P array_like (N, M_p), or array_like (P, N, M)
         One layer's class manifolds, features x samples.
     sample_counts : sequence of int, optional
-        Samples per manifold to subsample to (capped at each M_p); default M/4, M/2 and M of the smallest
-        manifold (those >= 2).
+        Samples per manifold to subsample to, between 2 and the smallest M (others are dropped); default
+        M/4, M/2 and M of the smallest manifold.
     n_t_values : sequence of int
         Numbers of t vectors to compare.
     projection_dims : sequence of int, optional
-        Feature counts to project to; default N/8, N/4, N/2 and N (those >= 2).
+        Feature counts to project to, between 2 and N (others are dropped; N means no projection);
+        default N/8, N/4, N/2 and N.
     n_t : int
         t vectors of the M and projection sweeps (the setting being checked).
     n_seeds : int
@@ -140,9 +141,10 @@ def diagnose(
     if n_seeds < 2:
         raise InputError(f"n_seeds must be >= 2 to measure a spread, got {n_seeds}")
     smallest, features = min(m.shape[1] for m in checked), checked[0].shape[0]
-    sample_counts = _counts(sample_counts, (smallest // 4, smallest // 2, smallest), "sample_counts", 2)
+    sample_counts = _counts(sample_counts, (smallest // 4, smallest // 2, smallest), "sample_counts", 2,
+                            smallest)
     projection_dims = _counts(projection_dims, (features // 8, features // 4, features // 2, features),
-                              "projection_dims", 2)
+                              "projection_dims", 2, features)
     n_t_values = _counts(n_t_values, (), "n_t_values", 1)
     plan = [("M", value) for value in sample_counts] + [("n_t", value) for value in n_t_values]
     plan += [("projection", value) for value in projection_dims]
@@ -231,11 +233,13 @@ def _h5_arrays(path):
         raise DataFileError(f"{path} is not a readable HDF5 file: {error}") from None
 
 
-def _counts(values, defaults, name, minimum) -> list[int]:
+def _counts(values, defaults, name, minimum, maximum=None) -> list[int]:
+    """The distinct values in [minimum, maximum], sorted; an InputError if none is left."""
     chosen = defaults if values is None else values
-    counts = sorted({int(value) for value in chosen if int(value) >= minimum})
+    counts = sorted({int(value) for value in chosen if minimum <= int(value) <= (maximum or int(value))})
     if not counts:
-        raise InputError(f"{name} needs at least one value >= {minimum}, got {list(chosen)}")
+        bounds = f"between {minimum} and {maximum}" if maximum else f">= {minimum}"
+        raise InputError(f"{name} needs at least one value {bounds}, got {list(chosen)}")
     return counts
 
 
