@@ -169,6 +169,12 @@ def _figure(table, synthetic: bool):
             axes[0].errorbar(group["mean_field"], group["simulated"], yerr=errors, fmt="o", ms=4, capsize=2,
                              color=color, label=name)
             axes[1].plot(group["mean_field"], group["ball"], "o", ms=4, color=color, label=name)
+            if not synthetic:
+                for axis, column in zip(axes, ["simulated", "ball"]):
+                    for row in group.itertuples():
+                        text = row.layer if table["epoch"].nunique() == 1 else f"{row.layer} e{row.epoch}"
+                        axis.annotate(text, (row.mean_field, getattr(row, column)), xytext=(3, 3),
+                                      textcoords="offset points", fontsize=7, color=color)
         labels = ["simulated capacity $P/N_c$", "ball approximation $\\alpha_B(0, R_M, D_M)$"]
         for axis, label, letter in zip(axes, labels, "AB"):
             values = table[["mean_field", "simulated", "ball"]].to_numpy()
@@ -176,8 +182,9 @@ def _figure(table, synthetic: bool):
             axis.plot([low, high], [low, high], "k--", lw=0.8, label="identity")
             axis.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high),
                      xlabel="mean-field capacity $\\alpha_M$", ylabel=label)
+            subs = (1.0, 2.0, 5.0) if high / low > 10 else np.arange(1.0, 10.0)
             for ticks in (axis.xaxis, axis.yaxis):
-                ticks.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ticks.set_major_locator(LogLocator(subs=subs))
                 ticks.set_major_formatter(FormatStrFormatter("%g"))
                 ticks.set_minor_formatter(NullFormatter())
             axis.set_title(letter, loc="left", fontweight="bold")
