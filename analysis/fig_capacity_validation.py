@@ -48,7 +48,12 @@ def run() -> None:
     skipped = selected[selected["simulated"].isna()]
     for _, row in skipped.iterrows():
         print(f"left out (capacity below P/N, not simulable): {row.get('layer', row.get('kind'))} {row['note']}")
-    _script.save(_figure(selected.dropna(subset=["simulated"]), args.synthetic), args, "capacity_validation")
+    simulated = selected.dropna(subset=["simulated"])
+    if simulated.empty:
+        from mftma.errors import InputError
+
+        raise InputError(f"no selected cell could be simulated; the measured cells are in {table_path}")
+    _script.save(_figure(simulated, args.synthetic), args, "capacity_validation")
 
 
 def _parse():

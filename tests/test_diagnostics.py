@@ -124,3 +124,41 @@ def test_simcap_command(tmp_path, capsys):
 def test_commands_report_missing_input(tmp_path, capsys):
     assert main(["simcap", str(tmp_path / "missing.npz")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cached_run(tmp_path_factory):
+    """The shipped tiny config (MLP, 10 classes, M = 5) trained for 4 epochs, epoch 4 of fc1 cached."""
+    from mftma.cache.writer import cache_activations
+    from mftma.experiments.config import load_config
+    from mftma.experiments.training import train
+
+    run = train(load_config("tiny"), tmp_path_factory.mktemp("trust") / "tiny", progress=False)
+    cache_activations(run, epochs=[4], layers=["fc1"], subsets=["unpermuted"], progress=False)
+    return run.path
+
+
+def test_load_manifolds_from_a_run_directory(cached_run):
+    manifolds, origin = load_manifolds(cached_run)
+    assert len(manifolds) == 10 and manifolds[0].shape[1] == 5
+    assert origin.endswith("epoch 4, layer fc1, subset unpermuted")
+    with pytest.raises(InputError, match="unknown layer"):
+        load_manifolds(cached_run, layer="fc9")
+
+
+def test_validation_figure_runs_on_a_run_directory(cached_run, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "analysis" / "fig_capacity_validation.py"
+    command = [sys.executable, str(script), str(cached_run), "--precision", "0.25", "--n-t", "50", "--jobs", "1",
+               "--formats", "png", "--out", str(tmp_path)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert (tmp_path / "capacity_validation.png").stat().st_size > 0
+    table = pd.read_csv(tmp_path / "capacity_validation.csv")
+    assert list(table[["epoch", "layer", "subset"]].itertuples(index=False, name=None)) == [(4, "fc1", "unpermuted")]
+    assert table.loc[0, "ci_low"] <= table.loc[0, "simulated"] <= table.loc[0, "ci_high"]
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert "->" not in rerun.stdout  # every cell was reused
