@@ -7,11 +7,11 @@ constant coordinate, draws (or takes) t vectors and hands the points to the anch
 """
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import scipy.linalg
 
@@ -165,7 +165,8 @@ def processed_points(
     def process(index):
         return reduced_points(manifolds[index], origin, directions, index, reference_basis)
 
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
+    # As many threads as numba may use here: 1 inside a single-threaded Dask task.
+    with ThreadPoolExecutor(numba.get_num_threads()) as pool:
         jobs = pool.map(process, range(len(manifolds)))
         return list(tqdm(jobs, total=len(manifolds), desc="reduce", disable=not progress))
 
