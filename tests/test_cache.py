@@ -125,7 +125,7 @@ def test_convolutional_layers_are_pooled_per_channel_then_projected(tmp_path):
 def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, trained, tmp_path, monkeypatch,
                                                                             seed):
     reference = cache_activations(Run(shutil.copytree(trained, tmp_path / "reference")), progress=False)
-    calls = 3 * 4 * 4 * 4  # epochs x subsets x batches (50 examples in batches of 16) x layers
+    calls = 3 * 3 * 4 * 4  # epochs x example sets (restored shares permuted's) x batches (50 in 16s) x layers
     kill_at = int(np.random.default_rng(seed).integers(1, calls))
     original = BatchReducer.__call__
     counter = iter(range(kill_at))
@@ -148,9 +148,9 @@ def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, 
     created = []
     create_entry = writer._EpochWriter._create_entry
 
-    def logging_create(self, group, layer, subset, sample, features):
+    def logging_create(self, group, layer, subset, features):
         created.append((int(group.attrs["epoch"]), layer, subset))
-        return create_entry(self, group, layer, subset, sample, features)
+        return create_entry(self, group, layer, subset, features)
 
     monkeypatch.setattr(writer._EpochWriter, "_create_entry", logging_create)
     cache_activations(run, progress=False)

@@ -29,6 +29,8 @@ from mftma.cache.reader import CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_ke
 from mftma.errors import DataFileError, InputError
 from mftma.experiments.subsets import sample_subsets
 
+#: Complete entries are flushed to disk at the end of every epoch and after this many seconds of work.
+FLUSH_SECONDS = 30.0
 #: Target size of one compressed chunk (bytes); a chunk holds up to one manifold's M rows.
 CHUNK_BYTES = 2**20
 
@@ -233,6 +235,7 @@ class _EpochWriter:
         self.dataset = run.dataset()
         total = len(settings.epochs) * len(settings.layers) * len(settings.subsets)
         self.bar = tqdm(total=total, unit="entry", desc="caching", disable=not progress)
+        self.flushed = time.monotonic()
 
     def write_all(self) -> None:
         with self.bar:
@@ -243,14 +246,17 @@ class _EpochWriter:
         group = self._epoch_group(epoch)
         pending = {subset: self._pending_layers(group, subset) for subset in self.settings.subsets}
         self.bar.update(sum(len(self.settings.layers) - len(layers) for layers in pending.values()))
-        if not any(pending.values()):
+        pending = {subset: layers for subset, layers in pending.items() if layers}
+        if not pending:
             return
         model = self.run.load_model(epoch).eval()
-        for subset, layers in pending.items():
-            if layers:
-                self.bar.set_description(f"epoch {epoch} {subset}")
-                self._write_subset(group, model, subset, layers)
-                self.bar.update(len(layers))
+        for subsets in _same_examples(self.samples, pending):
+            self.bar.set_description(f"epoch {epoch} {'+'.join(subsets)}")
+            self._write_examples(group, model, {subset: pending[subset] for subset in subsets})
+            self.bar.update(sum(len(pending[subset]) for subset in subsets))
+            if time.monotonic() - self.flushed > FLUSH_SECONDS:
+                self._flush()
+        self._flush()
 
     def _epoch_group(self, epoch: int):
         """The epoch's group; existing groups were checked against the checkpoint by :func:`_check_fresh`."""
@@ -272,28 +278,40 @@ class _EpochWriter:
                 pending.append(layer)
         return pending
 
-    def _write_subset(self, group, model, subset: str, layers: list[str]) -> None:
-        sample = self.samples[subset]
+    def _write_examples(self, group, model, pending: dict[str, list[str]]) -> None:
+        """Fill the pending entries of subsets that share one set of examples (e.g. permuted and restored).
+
+        The examples run through the model once, in ascending index order and batches that do not depend
+        on which of the subsets are pending, so a resumed run writes exactly what an uninterrupted one does.
+        """
+        sample = self.samples[next(iter(pending))]
+        order = np.sort(sample.indices)
+        positions = {subset: _positions(self.samples[subset].indices, order) for subset in pending}
+        layers = [layer for layer in self.settings.layers if any(layer in wanted for wanted in pending.values())]
         inputs = self.dataset.x_train if sample.split == "train" else self.dataset.x_test
         device = next(model.parameters()).device
         entries = {}
         try:
-            for start in range(0, len(sample.indices), self.settings.batch_size):
-                rows = sample.indices[start:start + self.settings.batch_size]
-                with torch.no_grad():
-                    batch = model.activations(inputs[torch.as_tensor(rows)].to(device), layers)
+            for start in range(0, len(order), self.settings.batch_size):
+                rows = slice(start, start + self.settings.batch_size)
+                with torch.inference_mode():
+                    batch = model.activations(inputs[torch.as_tensor(order[rows])].to(device), layers)
                 for layer in layers:
                     features = self._reducer(layer, tuple(batch[layer].shape[1:]))(batch[layer])
-                    if layer not in entries:
-                        entries[layer] = self._create_entry(group, layer, subset, sample, features.shape[1])
-                    entries[layer][start:start + len(rows)] = features
+                    for subset in (subset for subset, wanted in pending.items() if layer in wanted):
+                        if (subset, layer) not in entries:
+                            entries[subset, layer] = self._create_entry(group, layer, subset, features.shape[1])
+                        _write_rows(entries[subset, layer], positions[subset][rows], features)
             for entry in entries.values():
                 entry.attrs["complete"] = True
-            self.h5.flush()
         except DataFileError:
             raise
         except OSError as error:
             raise _write_error(self.h5, error) from None
+
+    def _flush(self) -> None:
+        _flush(self.h5)
+        self.flushed = time.monotonic()
 
     def _reducer(self, layer: str, shape: tuple[int, ...]) -> BatchReducer:
         """The layer's reduction, planned once and checked against the one the file recorded."""
@@ -317,7 +335,8 @@ class _EpochWriter:
         entry.attrs.update(description)
         entry.attrs["index"] = self.settings.analysis_layers.index(reduction.layer)
 
-    def _create_entry(self, group, layer: str, subset: str, sample, features: int):
+    def _create_entry(self, group, layer: str, subset: str, features: int):
+        sample = self.samples[subset]
         rows = len(sample.indices)
         chunk_rows = min(sample.M, rows)
         chunk_cols = max(1, min(features, CHUNK_BYTES // (4 * chunk_rows)))
@@ -326,3 +345,27 @@ class _EpochWriter:
             compression="gzip", compression_opts=1, shuffle=True)
         entry.attrs.update({"complete": False, "P": len(sample.classes), "M": int(sample.M)})
         return entry
+
+
+def _same_examples(samples: dict, subsets) -> list[list[str]]:
+    """The subsets grouped by their set of examples (``permuted`` and ``restored`` share theirs)."""
+    groups: dict[tuple, list[str]] = {}
+    for subset in subsets:
+        sample = samples[subset]
+        groups.setdefault((sample.split, tuple(np.sort(sample.indices))), []).append(subset)
+    return list(groups.values())
+
+
+def _positions(indices: np.ndarray, examples: np.ndarray) -> np.ndarray:
+    """Row of each of ``examples`` in ``indices`` (which holds each of them once)."""
+    sorter = np.argsort(indices)
+    return sorter[np.searchsorted(indices, examples, sorter=sorter)]
+
+
+def _write_rows(dataset, rows: np.ndarray, features: np.ndarray) -> None:
+    """``dataset[rows] = features`` for distinct rows in any order (h5py needs increasing ones)."""
+    if np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
+        dataset[rows[0]:rows[0] + len(rows)] = features
+    else:
+        order = np.argsort(rows)
+        dataset[rows[order]] = features[order]
