@@ -1,9 +1,9 @@
 """Model-size sweep: test accuracy against the parameter count (double descent) with final-layer geometry.
 
 Reads EXPERIMENT_DIR/size_accuracy.csv and size_geometry.csv (`mftma flawed sizesweep`); writes
-model_size.png/.pdf and model_size.json. Top: test accuracy at the best and at the last epoch and the
-final training accuracy; below: the final layer's radius R_M and dimension D_M per subset at the last
-epoch (solid) and the best epoch (dashed).
+model_size.png/.pdf and model_size.json. Top: test accuracy at the best and at the last epoch (left axis)
+and the final training accuracy (right axis); below: the final layer's radius R_M and dimension D_M per
+subset at the last epoch (solid) and the best epoch (dashed).
 """
 from __future__ import annotations
 
@@ -21,14 +21,18 @@ def figure(accuracy, geometry):
     layer = geometry["layer"].iloc[0]
     with paper_style():
         fig, axes = plt.subplots(3, 1, figsize=(PAPER_WIDTH * 0.6, 6.0), layout="constrained", sharex=True)
-        top = axes[0]
-        curves = (("acc_test_best", "test, best epoch", "--"), ("acc_test_final", "test, last epoch", "-"),
-                  ("acc_train_final", "train (training labels), last epoch", ":"))
-        for column, label, style in curves:
+        top, train = axes[0], axes[0].twinx()  # test accuracy on the left, training accuracy on the right
+        for column, label, style, color in (("acc_test_best", "test (best epoch)", "--", "0.5"),
+                                            ("acc_test_final", "test (last epoch)", "-", "black")):
             top.plot(accuracy["num_parameters"], accuracy[column], linestyle=style, marker="o", markersize=3,
-                     color="black" if column != "acc_test_best" else "0.5", label=label)
-        top.set(ylabel="accuracy", xscale="log", title="accuracy against model size")
-        top.legend(frameon=False)
+                     color=color, label=label)
+        train.plot(accuracy["num_parameters"], accuracy["acc_train_final"], linestyle=":", marker="o", markersize=3,
+                   color="#D55E00", label="train (last epoch)")
+        train.set_ylabel("train accuracy", color="#D55E00")
+        top.set(ylabel="test accuracy", xscale="log")
+        handles = top.get_legend_handles_labels()[0] + train.get_legend_handles_labels()[0]
+        fig.legend(handles, [handle.get_label() for handle in handles], frameon=False, loc="outside upper center",
+                   ncols=3)
         for ax, metric in zip(axes[1:], GEOMETRY):
             for subset in ordered_subsets(geometry["subset"].unique()):
                 for at, style in (("final", "-"), ("best", "--")):
