@@ -56,7 +56,8 @@ def analyze_epochs(run, epochs, *, layers=None, subsets=None, n_t=200, n_reps=10
     layers : sequence of str, optional
         Analysis layers (default: the cache config's).
     subsets : sequence of str, optional
-        Subsets (default: those of the cache config that have examples under the run's corruption).
+        Subsets (default: the cache config's); those without examples under the run's corruption (e.g.
+        ``permuted`` under true labels) are skipped.
     n_t, n_reps, seed, probes, scheduler
         Passed to :func:`mftma.pipeline.analyze.analyze_run`.
     """
