@@ -74,6 +74,15 @@ def test_size_sweep_tabulates_accuracy_and_final_layer_geometry_per_width(tmp_pa
     assert numbers["num_parameters"] == accuracy["num_parameters"].tolist() and "dimension/test/final" in numbers
 
 
+def test_too_small_a_subset_fails_before_any_training(tmp_path):
+    config = load_config("tiny").replace(cache={"M": 30})  # 100 permuted examples: about 10 per class
+    with pytest.raises(InputError, match="fewer than M=30"):
+        size_sweep(config, tmp_path, widths=[1], progress=False)
+    with pytest.raises(InputError, match="fewer than M=30"):
+        corruption_experiment(config, tmp_path, kinds=["permute"], progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_epochs_are_named_or_checkpointed(tmp_path):
     from mftma.experiments.training import train
 

@@ -76,6 +76,25 @@ def analyze_epochs(run, epochs, *, layers=None, subsets=None, n_t=200, n_reps=10
                      ignore_index=True)
 
 
+def check_samples(config, subsets=None) -> None:
+    """Draw the cache's subset samples from the settings alone, so that too small a subset fails before training.
+
+    Raises
+    ------
+    InputError
+        A class has fewer than ``cache.M`` examples in a subset (see
+        :func:`~mftma.experiments.subsets.sample_subsets`).
+    """
+    from mftma.experiments.run import load_training_data
+    from mftma.experiments.subsets import available_subsets, sample_subsets
+
+    dataset, record = load_training_data(config)
+    cache = config.cache
+    present = available_subsets(record)
+    sample_subsets(record, dataset.y_test.numpy(), dataset.num_classes, M=cache.M, P=cache.P, seed=cache.seed,
+                   subsets=[subset for subset in (subsets or cache.subsets) if subset in present])
+
+
 def concept_experiment(config, out, *, n_examples: int | None = None, methods=METHODS, n_splits: int = DEFAULT_FOLDS,
                        untrained_seeds=(1,), seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Concept probes per layer of a generalizing, a memorizing and untrained networks.
@@ -183,10 +202,13 @@ def corruption_experiment(config, out, *, kinds=CORRUPTION_KINDS, epochs=("final
     unknown = [kind for kind in kinds if kind not in CORRUPTION_KINDS]
     if unknown:
         raise InputError(f"unknown corruption kind(s) {unknown}; valid: {list(CORRUPTION_KINDS)}")
+    variants = {kind: config.replace(corruption={"kind": kind}) for kind in kinds}
+    for variant in variants.values():
+        check_samples(variant)
     curves, tables = [], []
     with local_scheduler(scheduler) as address:
-        for kind in kinds:
-            run = train_run(config.replace(corruption={"kind": kind}), out, kind, progress)
+        for kind, variant in variants.items():
+            run = train_run(variant, out, kind, progress)
             curves.append(run.metrics().assign(kind=kind))
             tables.append(analyze_epochs(run, epochs, layers=layers, n_t=n_t, n_reps=n_reps, seed=seed,
                                          probes=probes, scheduler=address, progress=progress).assign(kind=kind))
@@ -224,6 +246,7 @@ def size_sweep(config, out, *, widths=(0.25, 0.5, 1.0, 2.0), layer: str | None =
         The accuracy table: ``width``, ``num_parameters``, ``best_epoch``, ``acc_test_best``,
         ``final_epoch``, ``acc_test_final``, ``acc_train_final``, ``acc_permuted_final``.
     """
+    check_samples(config, subsets)
     rows, tables = [], []
     with local_scheduler(scheduler) as address:
         for width in tqdm(widths, desc="widths", disable=not progress):
