@@ -1,5 +1,6 @@
 """Corruption-type and model-size experiments on the tiny run, their figures, the flawed configs and command."""
 import argparse
+import importlib
 import json
 import runpy
 from pathlib import Path
@@ -99,7 +100,7 @@ def test_shipped_flawed_configs_hold_valid_settings_for_their_experiment(name):
     assert name in flawed_config_names()
     config, settings = load_experiment(name)
     module, function = flawed.EXPERIMENTS[name.removeprefix("flawed_").removesuffix("_full")][:2]
-    experiment = getattr(__import__(f"mftma.experiments.flawed.{module}", fromlist=[function]), function)
+    experiment = getattr(importlib.import_module(f"mftma.experiments.flawed.{module}"), function)
     assert check_settings(experiment, settings) == settings and config.training.epochs >= 1
 
 
