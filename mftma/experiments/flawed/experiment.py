@@ -71,6 +71,25 @@ def check_settings(function, settings: dict) -> dict:
     return dict(settings)
 
 
+def check_samples(config, subsets=None) -> None:
+    """Draw the cache's subset samples from the settings alone, so that too small a subset fails before training.
+
+    Raises
+    ------
+    InputError
+        A class has fewer than ``cache.M`` examples in a subset (see
+        :func:`~mftma.experiments.subsets.sample_subsets`).
+    """
+    from mftma.experiments.run import load_training_data
+    from mftma.experiments.subsets import available_subsets, sample_subsets
+
+    dataset, record = load_training_data(config)
+    cache = config.cache
+    present = available_subsets(record)
+    sample_subsets(record, dataset.y_test.numpy(), dataset.num_classes, M=cache.M, P=cache.P, seed=cache.seed,
+                   subsets=[subset for subset in (subsets or cache.subsets) if subset in present])
+
+
 def train_run(config: RunConfig, out, name: str, progress: bool):
     """Train (or resume, or reuse) the run ``OUT/runs/<name>`` and return it as a :class:`Run`."""
     from mftma.experiments.training import train

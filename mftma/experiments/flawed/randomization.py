@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mftma.errors import InputError
-from mftma.experiments.flawed.experiment import train_run, write_table
+from mftma.experiments.flawed.experiment import check_samples, train_run, write_table
 from mftma.experiments.flawed.features import CacheReduction, layer_features, subset_geometry
 from mftma.experiments.models import LayeredModel
 from mftma.pipeline.rollback import rolled_back_blocks
@@ -140,13 +140,15 @@ def randomization_experiment(config, out, *, epoch: int | None = None, subset: s
     """
     from mftma.experiments.subsets import sample_subsets
 
+    cache = config.cache
+    config = config.replace(cache={"M": cache.M if M is None else M, "P": cache.P if P is None else P})
+    check_samples(config, [subset])
     run = train_run(config, out, "trained", progress)
     epoch = run.checkpoint_epochs()[-1] if epoch is None else epoch
     model = run.load_model(epoch)
     dataset, cache = run.dataset(), config.cache
-    sample = sample_subsets(run.corruption(), dataset.y_test.numpy(), dataset.num_classes,
-                            M=cache.M if M is None else M, P=cache.P if P is None else P, seed=cache.seed,
-                            subsets=[subset])[subset]
+    sample = sample_subsets(run.corruption(), dataset.y_test.numpy(), dataset.num_classes, M=cache.M, P=cache.P,
+                            seed=cache.seed, subsets=[subset])[subset]
     inputs = (dataset.x_train if sample.split == "train" else dataset.x_test)[torch.as_tensor(sample.indices)]
     layers, blocks = model.analysis_layers, list(model.blocks.keys())
     reduce = CacheReduction(cache.projection_dim, cache.pool, cache.seed)

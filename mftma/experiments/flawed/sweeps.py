@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mftma.errors import InputError
-from mftma.experiments.flawed.experiment import local_scheduler, train_run, write_table
+from mftma.experiments.flawed.experiment import check_samples, local_scheduler, train_run, write_table
 from mftma.probes.concept import DEFAULT_FOLDS, METHODS
 
 #: Corruption kinds of :func:`corruption_experiment`, in the order of Zhang et al.'s Fig. 1.
@@ -74,25 +74,6 @@ def analyze_epochs(run, epochs, *, layers=None, subsets=None, n_t=200, n_reps=10
                         probes=probes, scheduler=scheduler, progress=progress)
     return pd.concat([table[table["epoch"] == number].assign(at=name) for name, number in resolved.items()],
                      ignore_index=True)
-
-
-def check_samples(config, subsets=None) -> None:
-    """Draw the cache's subset samples from the settings alone, so that too small a subset fails before training.
-
-    Raises
-    ------
-    InputError
-        A class has fewer than ``cache.M`` examples in a subset (see
-        :func:`~mftma.experiments.subsets.sample_subsets`).
-    """
-    from mftma.experiments.run import load_training_data
-    from mftma.experiments.subsets import available_subsets, sample_subsets
-
-    dataset, record = load_training_data(config)
-    cache = config.cache
-    present = available_subsets(record)
-    sample_subsets(record, dataset.y_test.numpy(), dataset.num_classes, M=cache.M, P=cache.P, seed=cache.seed,
-                   subsets=[subset for subset in (subsets or cache.subsets) if subset in present])
 
 
 def concept_experiment(config, out, *, n_examples: int | None = None, methods=METHODS, n_splits: int = DEFAULT_FOLDS,
