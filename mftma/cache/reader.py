@@ -13,7 +13,7 @@ HDF5 layout (``RUN_DIR/activations.h5``)::
                               projection_seed, projection_block_rows, projection_scale
     /epoch_XXXX               attrs: epoch, weights_hash (of that checkpoint)
     /epoch_XXXX/LAYER/SUBSET  float32 (P*M, N) features, rows in the sample's order (manifold p is rows
-                              p*M .. (p+1)*M); gzip-compressed chunks of one manifold;
+                              p*M .. (p+1)*M); lzf-compressed chunks of one manifold;
                               attrs: complete (True only once fully written), P, M
 """
 from __future__ import annotations

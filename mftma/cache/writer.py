@@ -29,6 +29,9 @@ from mftma.cache.reader import CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_ke
 from mftma.errors import DataFileError, InputError
 from mftma.experiments.subsets import sample_subsets
 
+#: lzf (built into h5py) compresses activations to ~75 % at ~2x the speed of gzip level 1 (~67 %); the
+#: default run's caching time is dominated by compression (benchmarks/bench_cache.py).
+COMPRESSION = {"compression": "lzf"}
 #: Complete entries are flushed to disk at the end of every epoch and after this many seconds of work.
 FLUSH_SECONDS = 30.0
 #: Target size of one compressed chunk (bytes); a chunk holds up to one manifold's M rows.
@@ -246,16 +249,16 @@ class _EpochWriter:
         group = self._epoch_group(epoch)
         pending = {subset: self._pending_layers(group, subset) for subset in self.settings.subsets}
         self.bar.update(sum(len(self.settings.layers) - len(layers) for layers in pending.values()))
-        pending = {subset: layers for subset, layers in pending.items() if layers}
-        if not pending:
+        if not any(pending.values()):
             return
         model = self.run.load_model(epoch).eval()
-        for subsets in _same_examples(self.samples, pending):
-            self.bar.set_description(f"epoch {epoch} {'+'.join(subsets)}")
-            self._write_examples(group, model, {subset: pending[subset] for subset in subsets})
-            self.bar.update(sum(len(pending[subset]) for subset in subsets))
-            if time.monotonic() - self.flushed > FLUSH_SECONDS:
-                self._flush()
+        for subset, layers in pending.items():
+            if layers:
+                self.bar.set_description(f"epoch {epoch} {subset}")
+                self._write_subset(group, model, subset, layers)
+                self.bar.update(len(layers))
+                if time.monotonic() - self.flushed > FLUSH_SECONDS:
+                    self._flush()
         self._flush()
 
     def _epoch_group(self, epoch: int):
@@ -278,30 +281,22 @@ class _EpochWriter:
                 pending.append(layer)
         return pending
 
-    def _write_examples(self, group, model, pending: dict[str, list[str]]) -> None:
-        """Fill the pending entries of subsets that share one set of examples (e.g. permuted and restored).
-
-        The examples run through the model once, in ascending index order and batches that do not depend
-        on which of the subsets are pending, so a resumed run writes exactly what an uninterrupted one does.
-        """
-        sample = self.samples[next(iter(pending))]
-        order = np.sort(sample.indices)
-        positions = {subset: _positions(self.samples[subset].indices, order) for subset in pending}
-        layers = [layer for layer in self.settings.layers if any(layer in wanted for wanted in pending.values())]
+    def _write_subset(self, group, model, subset: str, layers: list[str]) -> None:
+        """Fill a subset's pending entries: one forward pass per batch for all its pending layers."""
+        sample = self.samples[subset]
         inputs = self.dataset.x_train if sample.split == "train" else self.dataset.x_test
         device = next(model.parameters()).device
         entries = {}
         try:
-            for start in range(0, len(order), self.settings.batch_size):
-                rows = slice(start, start + self.settings.batch_size)
+            for start in range(0, len(sample.indices), self.settings.batch_size):
+                rows = sample.indices[start:start + self.settings.batch_size]
                 with torch.inference_mode():
-                    batch = model.activations(inputs[torch.as_tensor(order[rows])].to(device), layers)
+                    batch = model.activations(inputs[torch.as_tensor(rows)].to(device), layers)
                 for layer in layers:
                     features = self._reducer(layer, tuple(batch[layer].shape[1:]))(batch[layer])
-                    for subset in (subset for subset, wanted in pending.items() if layer in wanted):
-                        if (subset, layer) not in entries:
-                            entries[subset, layer] = self._create_entry(group, layer, subset, features.shape[1])
-                        _write_rows(entries[subset, layer], positions[subset][rows], features)
+                    if layer not in entries:
+                        entries[layer] = self._create_entry(group, layer, subset, features.shape[1])
+                    entries[layer][start:start + len(rows)] = features
             for entry in entries.values():
                 entry.attrs["complete"] = True
         except DataFileError:
@@ -342,30 +337,7 @@ class _EpochWriter:
         chunk_cols = max(1, min(features, CHUNK_BYTES // (4 * chunk_rows)))
         entry = group.require_group(layer).create_dataset(
             subset, shape=(rows, features), dtype=np.float32, chunks=(chunk_rows, chunk_cols),
-            compression="gzip", compression_opts=1, shuffle=True)
+            **COMPRESSION)
         entry.attrs.update({"complete": False, "P": len(sample.classes), "M": int(sample.M)})
         return entry
 
-
-def _same_examples(samples: dict, subsets) -> list[list[str]]:
-    """The subsets grouped by their set of examples (``permuted`` and ``restored`` share theirs)."""
-    groups: dict[tuple, list[str]] = {}
-    for subset in subsets:
-        sample = samples[subset]
-        groups.setdefault((sample.split, tuple(np.sort(sample.indices))), []).append(subset)
-    return list(groups.values())
-
-
-def _positions(indices: np.ndarray, examples: np.ndarray) -> np.ndarray:
-    """Row of each of ``examples`` in ``indices`` (which holds each of them once)."""
-    sorter = np.argsort(indices)
-    return sorter[np.searchsorted(indices, examples, sorter=sorter)]
-
-
-def _write_rows(dataset, rows: np.ndarray, features: np.ndarray) -> None:
-    """``dataset[rows] = features`` for distinct rows in any order (h5py needs increasing ones)."""
-    if np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
-        dataset[rows[0]:rows[0] + len(rows)] = features
-    else:
-        order = np.argsort(rows)
-        dataset[rows[order]] = features[order]
