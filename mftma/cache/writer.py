@@ -1,9 +1,10 @@
 """Write a run's activation cache, ``RUN_DIR/activations.h5`` (layout in :mod:`mftma.cache.reader`).
 
-The file is created atomically (its header and samples go to a temporary file that is renamed into place).
-Each entry ``/epoch_XXXX/LAYER/SUBSET`` is created with ``complete = False``, filled batch by batch and
-only then marked ``complete = True`` and flushed, so an interrupted run leaves finished entries valid:
-rerunning deletes and redoes only unfinished entries and never rewrites finished ones. The run's settings
+The file is created atomically (its header goes to a temporary file that is renamed into place). Each
+entry ``/epoch_XXXX/LAYER/SUBSET`` is created with ``complete = False``, filled batch by batch and only
+then marked ``complete = True``; the file is flushed at the end of every epoch (and every ``FLUSH_SECONDS``),
+so an interrupted run leaves finished entries valid: rerunning deletes and redoes only unfinished entries
+and never rewrites finished ones. The run's settings
 hash, the cache settings, the sample indices, the layers' shapes and reductions and every epoch's weights
 hash are recorded; a mismatch with the run raises :class:`~mftma.errors.DataFileError` (``rebuild=True``
 moves the stale file aside and starts a new one).
