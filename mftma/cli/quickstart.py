@@ -16,7 +16,7 @@ dimension, linear probes), run the layer-rollback grid and draw every figure. Ev
                            rollback gain for the last k and the first k layers; the four claims
                            (held: true/false, with their evidence and thresholds); time per stage
 
-The full profile takes about 10 minutes on 2 CPU cores; `--profile ci` runs the same stages on a tiny
+The full profile takes about 4 minutes on 2 idle CPU cores; `--profile ci` runs the same stages on a tiny
 run in seconds (for tests). Interrupted? Run the same command again: each stage keeps its finished work.
 """
 
