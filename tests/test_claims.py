@@ -143,3 +143,14 @@ def test_claims_without_late_change_do_not_hold():
 def test_missing_epoch_is_a_clear_error():
     with pytest.raises(InputError, match="epoch 7 was not analysed"):
         permuted_unstructured_at_best(results_table(), 7)
+
+
+def test_claims_without_their_numbers_do_not_hold_and_say_why():
+    results = results_table()
+    claims = evaluate_claims(results[results["subset"] != "permuted"], rollback_table(recovering), BEST, LAST)
+    for key in "ab":
+        assert not claims[key]["held"]
+        assert "no values for subset 'permuted'" in claims[key]["evidence"]["not_evaluable"]
+    assert claims["a"]["claim"].startswith("permuted manifolds look like unstructured clouds")
+    assert claims["c"]["held"] and claims["d"]["held"]
+    json.dumps(claims, allow_nan=False)

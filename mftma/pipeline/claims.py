@@ -212,6 +212,9 @@ def evaluate_claims(results, rollback: pd.DataFrame, best_epoch: int, last_epoch
                     thresholds=ClaimThresholds()) -> dict:
     """All four claims, keyed ``a``..``d``, plus the thresholds used.
 
+    A claim whose numbers are missing from the tables (e.g. a run without permuted examples) does
+    not hold; its evidence says why (``not_evaluable``).
+
     Parameters
     ----------
     results : pandas.DataFrame
@@ -228,11 +231,20 @@ def evaluate_claims(results, rollback: pd.DataFrame, best_epoch: int, last_epoch
     dict
         ``{"a": {...}, "b": {...}, "c": {...}, "d": {...}, "thresholds": {...}}``.
     """
-    return {
-        "a": permuted_unstructured_at_best(results, best_epoch, thresholds),
-        "b": late_memorization_in_final_layers(results, best_epoch, last_epoch, thresholds),
-        "c": generalization_falls_in_final_layers(results, best_epoch, last_epoch, thresholds),
-        "d": rollback_recovers_test_accuracy(rollback, best_epoch, thresholds),
-        "thresholds": asdict(thresholds),
+    claims = {
+        "a": (permuted_unstructured_at_best, results, best_epoch),
+        "b": (late_memorization_in_final_layers, results, best_epoch, last_epoch),
+        "c": (generalization_falls_in_final_layers, results, best_epoch, last_epoch),
+        "d": (rollback_recovers_test_accuracy, rollback, best_epoch),
     }
+    return {**{key: _evaluated(function, *args, thresholds) for key, (function, *args) in claims.items()},
+            "thresholds": asdict(thresholds)}
 
+
+def _evaluated(claim, *args) -> dict:
+    """``claim(*args)``, or a verdict that it does not hold when the tables lack its numbers."""
+    try:
+        return claim(*args)
+    except InputError as error:
+        statement = claim.__doc__.split(": ", 1)[1].split("\n")[0]
+        return _verdict(statement, "not evaluable", False, {"not_evaluable": str(error)})
