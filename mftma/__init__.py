@@ -8,6 +8,7 @@ The estimator's public names are importable from here and loaded on first use, s
 
     from mftma import analyze_manifolds, ManifoldAnalysis, data_dimension
     from mftma import manifold_analysis_corr, each_manifold_analysis_D1, alldata_dimension_analysis
+    from mftma import simulated_capacity, ball_capacity, diagnose
 """
 import importlib
 
@@ -22,6 +23,12 @@ _EXPORTS = {
     "manifold_analysis_corr": "mftma.estimator.compat",
     "each_manifold_analysis_D1": "mftma.estimator.compat",
     "alldata_dimension_analysis": "mftma.estimator.compat",
+    "simulated_capacity": "mftma.estimator.simulated",
+    "SimulatedCapacity": "mftma.estimator.simulated",
+    "ball_capacity": "mftma.estimator.theory",
+    "ball_capacity_large_d": "mftma.estimator.theory",
+    "gardner_capacity": "mftma.estimator.theory",
+    "diagnose": "mftma.estimator.diagnostics",
 }
 
 __all__ = sorted(_EXPORTS)
