@@ -11,22 +11,23 @@ from mftma.plotting.tables import require_columns
 
 ROLLBACK_COLUMNS = ("direction", "k", "epoch", "subset", "metric", "value")
 _DIRECTION_TITLES = {"last": "last k layers", "first": "first k layers (control)"}
-_ANNOTATE_MAX_CELLS = 150
+#: Cells are annotated with their value when a panel has at most this many k columns.
+_ANNOTATE_MAX_COLUMNS = 6
 
 
 def _gain_grid(rows):
-    """Epoch x k frame of accuracy change (percentage points) against the final model (k = 0)."""
+    """Epoch x k (k >= 1) frame of accuracy change (percentage points) against the final model (k = 0)."""
     grid = rows.pivot(index="epoch", columns="k", values="value").sort_index().sort_index(axis=1)
     if 0 not in grid.columns:
         raise InputError("rollback table lacks k = 0 (the final model), the reference of the gains")
-    return 100.0 * grid.sub(grid[0], axis=0)
+    return 100.0 * grid.sub(grid[0], axis=0).drop(columns=0)
 
 
 def rollback_heatmaps(table, subsets=None):
     """Change of accuracy after rolling back k layers to epoch e, per direction and subset.
 
-    Each panel is an epoch (rows) x k (columns) map of the accuracy minus the
-    final model's accuracy, in percentage points, on a diverging colour scale
+    Each panel is an epoch (rows) x k >= 1 (columns) map of the accuracy minus the
+    final model's (k = 0) accuracy, in percentage points, on a diverging colour scale
     centred at 0 (red: rollback raised the accuracy). Cells are annotated when few.
 
     Parameters
@@ -64,10 +65,10 @@ def rollback_heatmaps(table, subsets=None):
             norm = Normalize(-limit, limit)
             for row, direction in enumerate(directions):
                 image = _draw(axes[row, col], grids[direction, subset], norm)
-                axes[row, col].set_ylabel(f"{_DIRECTION_TITLES[direction]}\nrolled back to epoch e")
+                if col == 0:
+                    axes[row, col].set_ylabel(f"{_DIRECTION_TITLES[direction]}\nrolled back to epoch e")
             axes[0, col].set_title(subset)
-            fig.colorbar(image, ax=axes[:, col], location="bottom", shrink=0.9,
-                         label=f"$\\Delta$ {subset} accuracy (points)")
+            fig.colorbar(image, ax=axes[:, col], location="bottom", shrink=0.9, label="$\\Delta$ accuracy (points)")
         fig.suptitle("Layer rollback: accuracy change against the final model")
     return fig
 
@@ -78,7 +79,7 @@ def _draw(ax, grid, norm):
     ax.set_xticks(np.arange(grid.shape[1]), [str(k) for k in grid.columns])
     ax.set_yticks(np.arange(grid.shape[0]), [str(e) for e in grid.index])
     ax.set_xlabel("k (layers rolled back)")
-    if values.size <= _ANNOTATE_MAX_CELLS:
+    if grid.shape[1] <= _ANNOTATE_MAX_COLUMNS:
         for (row, col), value in np.ndenumerate(values):
             if np.isfinite(value):
                 shade = "white" if abs(value) > 0.6 * norm.vmax else "black"
