@@ -51,6 +51,23 @@ def test_gradient_matches_finite_differences(rng):
     np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-7)
 
 
+def test_a_center_inside_the_directions_makes_the_cost_infinite(rng):
+    coordinates, _ = centers_basis(rng.standard_normal((20, 9)))
+    gram = coordinates @ coordinates.T
+    along_center = (coordinates[3] / np.linalg.norm(coordinates[3]))[:, None]
+    cost, gradient = correlation._cost_and_gradient(coordinates, gram, along_center)
+    assert cost == np.inf and not gradient.any()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_as_many_features_as_manifolds_gives_finite_structure(seed):
+    # A logits layer (N = P): the rank search reaches d - 1 directions, where a center can fall inside V.
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((10, 10)) * np.linspace(1.5, 0.05, 10)[:, None]
+    structure = low_rank_center_structure(centers, n_reps=4, rng=rng)
+    assert 1 <= structure.K <= 8 and np.all(np.isfinite(structure.residual_correlations))
+
+
 def test_optimiser_reaches_a_stationary_point(rng):
     coordinates, _ = centers_basis(_structured_centers(rng))
     gram = coordinates @ coordinates.T

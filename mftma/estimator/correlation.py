@@ -50,6 +50,8 @@ ARMIJO, BACKTRACK = 1e-4, 0.5
 MAX_BACKTRACKS = 30
 #: Number of (step, gradient change) pairs L-BFGS keeps.
 MEMORY = 10
+#: A center keeping less than this fraction of its squared norm outside V makes the cost +inf.
+RESIDUAL_FLOOR = 1e-12
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,9 @@ def _cost_terms(coordinates, gram, directions, with_gradient):
         norm = gram[mu, mu]
         for k in range(rank):
             norm -= projections[mu, k] ** 2
+        if norm <= RESIDUAL_FLOOR * gram[mu, mu]:
+            # A center (numerically) inside the span of V: the cost's barrier, F = +inf.
+            return np.inf, np.zeros_like(projections)
         inverse[mu] = 1.0 / norm
     cost = 0.0
     weights = np.zeros((count, count) if with_gradient else (0, 0))
