@@ -332,11 +332,12 @@ def _starting_points(
     return np.stack(starts)
 
 
-def _most_stable(coordinates: np.ndarray, gram: np.ndarray, solutions: np.ndarray) -> np.ndarray:
-    """The solution whose smallest kept fraction of a center's norm is largest (first on ties)."""
+def _most_stable(coordinates: np.ndarray, gram: np.ndarray, solutions: np.ndarray) -> tuple[np.ndarray, float]:
+    """The solution whose smallest kept fraction of a center's norm is largest (first on ties), and that fraction."""
     squared_norms = np.diag(gram)
     kept = [np.min((squared_norms - np.sum((coordinates @ v) ** 2, axis=1)) / squared_norms) for v in solutions]
-    return solutions[int(np.argmax(kept))]
+    best = int(np.argmax(kept))
+    return solutions[best], kept[best]
 
 
 def _stop_rule(residuals: list[float]) -> bool:
@@ -401,7 +402,9 @@ def low_rank_center_structure(
     for rank in tqdm(range(1, largest_rank(coordinates) + 1), desc="center structure", disable=not progress):
         starts = _starting_points(coordinates, solutions[-1] if solutions else np.zeros((dim, 0)), n_reps, rng)
         candidates, _ = _optimize_restarts(coordinates, gram, starts, MAX_ITERATIONS, GRADIENT_TOL)
-        best = _most_stable(coordinates, gram, candidates)
+        best, kept = _most_stable(coordinates, gram, candidates)
+        if kept <= RESIDUAL_FLOOR:
+            break  # every restart left a center inside the directions: higher ranks cannot do better
         projections = coordinates @ best
         solutions.append(best)
         residuals.append(mean_abs_correlation(gram - projections @ projections.T))
