@@ -30,7 +30,7 @@ def save(figure, args, name: str, numbers: dict) -> None:
     """Write ``<out>/<name>.<format>`` and the figure's numbers ``<out>/<name>.json``; print the paths."""
     import matplotlib.pyplot as plt
 
-    from mftma.experiments.checkpoints import atomic_write_text
+    from mftma.atomic import atomic_write_text
     from mftma.plotting import save_figure
 
     out = Path(args.out) if args.out else Path(args.experiment_dir) / "figures"

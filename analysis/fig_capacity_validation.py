@@ -152,9 +152,9 @@ def _measure(manifolds, args) -> dict:
 
 
 def _save_table(table, path) -> None:
-    from mftma.pipeline.results import atomic_write_path
+    from mftma.atomic import atomic_path
 
-    with atomic_write_path(path) as temporary:
+    with atomic_path(path) as temporary:
         table.to_csv(temporary, index=False)
 
 

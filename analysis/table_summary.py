@@ -10,7 +10,7 @@ def run() -> None:
     args = parser.parse_args()
     from pathlib import Path
 
-    from mftma.experiments.checkpoints import atomic_write
+    from mftma.atomic import atomic_write
     from mftma.pipeline.results import results_dir
     from mftma.plotting.style import ordered_subsets
 

@@ -56,7 +56,7 @@ def run(args) -> int:
     from mftma.estimator.analysis import analyze_manifolds
     from mftma.estimator.diagnostics import load_manifolds
     from mftma.estimator.simulated import simulated_capacity
-    from mftma.pipeline.results import atomic_write_path
+    from mftma.atomic import atomic_path
 
     manifolds, origin = load_manifolds(args.source, args.epoch, args.layer, args.subset)
     geometry = analyze_manifolds(manifolds, n_t=args.n_t, n_reps=args.n_reps, seed=args.seed)
@@ -75,7 +75,7 @@ def run(args) -> int:
         record = {"source": origin, "simulated": simulated.to_dict(),
                   "mean_field": {"capacity": geometry.capacity_avg, "radius": geometry.radius_avg,
                                  "dimension": geometry.dimension_avg, "settings": geometry.settings}}
-        with atomic_write_path(args.json) as temporary:
+        with atomic_path(args.json) as temporary:
             temporary.write_text(json.dumps(record, indent=2))
         print(args.json)
     return 0

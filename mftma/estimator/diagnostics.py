@@ -72,12 +72,12 @@ class Diagnosis:
 
     def save(self, path) -> Path:
         """Write the table as CSV or the whole diagnosis as JSON (by suffix), atomically; returns the path."""
-        from mftma.pipeline.results import atomic_write_path
+        from mftma.atomic import atomic_path
 
         path = Path(path)
         if path.suffix not in (".csv", ".json"):
             raise InputError(f"output must end in .csv or .json, got {path}")
-        with atomic_write_path(path) as temporary:
+        with atomic_path(path) as temporary:
             if path.suffix == ".csv":
                 self.table.to_csv(temporary, index=False)
             else:

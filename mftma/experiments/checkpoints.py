@@ -8,30 +8,19 @@ half-written file and an interrupted write leaves the previous file intact.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mftma.atomic import atomic_write
 from mftma.errors import DataFileError
 
 CHECKPOINT_DIR = "checkpoints"
 RESUME_FILE = "resume.pt"
 _CHECKPOINT_NAME = re.compile(r"^epoch_(\d{4,})\.pt$")
-
-
-def _file_mode() -> int:
-    """Permissions of a new file under the current umask (``mkstemp`` makes files private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_FILE_MODE = _file_mode()
 
 
 def checkpoint_schedule(spec: str | Sequence[int], epochs: int, log_count: int = 30) -> list[int]:
@@ -88,44 +77,9 @@ def checkpoint_epochs(run_dir: str | Path) -> list[int]:
     return sorted(int(match.group(1)) for match in matches if match)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(temporary_path)`` and rename the result to ``path``.
-
-    Raises
-    ------
-    DataFileError
-        Writing failed (e.g. the disk is full); ``path`` keeps its previous content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary name keeps the suffix (numpy's savez appends ".npz" otherwise) and starts with a dot.
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
-                                             dir=path.parent)
-    os.close(descriptor)
-    try:
-        write(Path(temporary))
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(temporary, _FILE_MODE)
-        os.replace(temporary, path)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise DataFileError(
-            f"could not write {path}: {error.strerror or error}; the previous version of the file is intact"
-        ) from error
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def atomic_torch_save(obj, path: str | Path) -> None:
     """``torch.save`` that never leaves a half-written file at ``path``."""
     atomic_write(path, lambda temporary: torch.save(obj, temporary))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically."""
-    atomic_write(path, lambda temporary: temporary.write_text(text))
 
 
 def load_torch_file(path: str | Path) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mftma.errors import DataFileError
-from mftma.experiments.checkpoints import atomic_write
+from mftma.atomic import atomic_write
 
 
 def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:

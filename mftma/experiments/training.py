@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import mftma
+from mftma.atomic import atomic_write, atomic_write_text
 from mftma.errors import DataFileError, InputError
 from mftma.experiments import checkpoints
 from mftma.experiments.config import RunConfig, TrainingConfig
@@ -125,7 +126,7 @@ def train(
     if metadata["status"] != "complete":
         metadata["status"] = "complete"
         metadata["completed"] = _now()
-        checkpoints.atomic_write_text(run_dir / METADATA_FILE, json.dumps(metadata, indent=2))
+        atomic_write_text(run_dir / METADATA_FILE, json.dumps(metadata, indent=2))
     return Run(run_dir)
 
 
@@ -228,7 +229,7 @@ def _finish_epoch(run_dir, epoch, model, optimizer, generator, data, rows, sched
     row = {"epoch": epoch, "lr": lr, "loss": train_loss_eval if loss is None else loss, **evaluation}
     row["seconds"] = time.perf_counter() - began
     rows.append(row)
-    checkpoints.atomic_write(run_dir / METRICS_FILE, lambda path: pd.DataFrame(rows).to_csv(path, index=False))
+    atomic_write(run_dir / METRICS_FILE, lambda path: pd.DataFrame(rows).to_csv(path, index=False))
     weights = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     if epoch in schedule:
         checkpoints.atomic_torch_save({"epoch": epoch, "model": weights},
@@ -243,8 +244,8 @@ def _write_run_files(run_dir, config, dataset, record, model, device, stored_met
     """Write run.json (new runs only), config.yaml and corruption.npz; return the run's metadata."""
     metadata = stored_metadata or _metadata(config, dataset, record, model, device)
     if stored_metadata is None:
-        checkpoints.atomic_write_text(run_dir / METADATA_FILE, json.dumps(metadata, indent=2))
-    checkpoints.atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        atomic_write_text(run_dir / METADATA_FILE, json.dumps(metadata, indent=2))
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
     _save_corruption(record, run_dir / CORRUPTION_FILE)
     return metadata
 

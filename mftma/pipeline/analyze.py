@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from mftma.errors import DataFileError, InputError
-from mftma.pipeline.results import atomic_write_path, results_dir, save_results, validate_results
+from mftma.atomic import atomic_path
+from mftma.pipeline.results import results_dir, save_results, validate_results
 from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER
 
 CELLS_DIRNAME = "cells"
@@ -340,7 +341,7 @@ def _timer(seconds: dict, name: str):
 
 
 def _write_json(path: pathlib.Path, payload: dict) -> None:
-    with atomic_write_path(path) as temporary:
+    with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(payload, indent=1, sort_keys=True))
 
 

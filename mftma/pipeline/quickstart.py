@@ -122,7 +122,7 @@ def quickstart(out_dir, profile: str = "full", config=None, progress: bool = Tru
         Unknown profile, or ``OUT/run`` holds a run with other settings.
     """
     from mftma.cache import cache_activations
-    from mftma.experiments.checkpoints import atomic_write_text
+    from mftma.atomic import atomic_write_text
     from mftma.experiments.config import load_config
     from mftma.experiments.training import train
     from mftma.pipeline.analyze import analyze_run
@@ -159,7 +159,7 @@ def _plot(run_dir, formats) -> list[Path]:
     """
     import hashlib
 
-    from mftma.experiments.checkpoints import atomic_write_text
+    from mftma.atomic import atomic_write_text
     from mftma.pipeline.results import RESULTS_CSV, results_dir
     from mftma.pipeline.rollback import ROLLBACK_CSV
     from mftma.plotting.figures import figures_dir, plot_run

@@ -41,15 +41,13 @@ and ``RUN_DIR/results/results.csv`` (the same rows), both replaced atomically.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 import pandas as pd
 
+from mftma.atomic import atomic_path
 from mftma.errors import DataFileError, InputError
 
 RESULT_COLUMNS = ("run", "epoch", "layer", "layer_index", "subset", "metric", "value")
@@ -145,24 +143,6 @@ def _sorted(table: pd.DataFrame) -> pd.DataFrame:
     return table.loc[order.index].reset_index(drop=True)
 
 
-@contextlib.contextmanager
-def atomic_write_path(path):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
-
-    On an exception the temporary file is removed and ``path`` is left untouched.
-    """
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        yield pathlib.Path(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def save_results(run_dir, frame: pd.DataFrame) -> tuple[pathlib.Path, pathlib.Path]:
     """Write the results table to ``RUN_DIR/results/results.h5`` and ``results.csv`` atomically.
 
@@ -184,7 +164,7 @@ def save_results(run_dir, frame: pd.DataFrame) -> tuple[pathlib.Path, pathlib.Pa
     table = validate_results(frame)
     directory = results_dir(run_dir)
     h5_path, csv_path = directory / RESULTS_H5, directory / RESULTS_CSV
-    with atomic_write_path(h5_path) as temporary:
+    with atomic_path(h5_path) as temporary:
         with h5py.File(temporary, "w") as handle:
             group = handle.create_group("results")
             group.attrs["format"] = _FORMAT
@@ -198,7 +178,7 @@ def save_results(run_dir, frame: pd.DataFrame) -> tuple[pathlib.Path, pathlib.Pa
                     group.create_dataset(column, data=values, dtype=h5py.string_dtype("utf-8"))
                 else:
                     group.create_dataset(column, data=values)
-    with atomic_write_path(csv_path) as temporary:
+    with atomic_path(csv_path) as temporary:
         table.to_csv(temporary, index=False)
     return h5_path, csv_path
 

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from mftma.errors import DataFileError, InputError
-from mftma.experiments.checkpoints import atomic_write
+from mftma.atomic import atomic_write
 from mftma.pipeline.results import results_dir
 
 DIRECTIONS = ("last", "first")

@@ -104,7 +104,7 @@ def save_figure(fig: Figure, path_stem, formats=("png", "pdf"), dpi: int = 200) 
     >>> [p.suffix for p in paths]
     ['.png', '.pdf']
     """
-    from mftma.experiments.checkpoints import atomic_write
+    from mftma.atomic import atomic_write
 
     stem = Path(path_stem)
     written = []

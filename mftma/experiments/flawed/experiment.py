@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 
 from mftma.errors import DataFileError, InputError
-from mftma.experiments.checkpoints import atomic_write
+from mftma.atomic import atomic_write
 from mftma.experiments.config import RunConfig
 
 SECTION = "flawed"
