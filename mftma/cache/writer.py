@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 import mftma
+from mftma.atomic import atomic_path
 from mftma.cache.projection import DEFAULT_CACHE_BYTES, BatchReducer, LayerReduction
 from mftma.cache.reader import CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_key, open_cache_file
 from mftma.errors import DataFileError, InputError
@@ -149,15 +149,8 @@ def _move_aside(path: Path) -> Path:
 
 def _create(path: Path, run, settings: CacheSettings) -> None:
     """Write a cache file holding only the header, atomically."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        with h5py.File(temporary, "w") as h5:
-            h5.attrs.update(_header(run, settings))
-        os.replace(temporary, path)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise DataFileError(f"cannot create the activation cache {path}: {error}") from None
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as h5:
+        h5.attrs.update(_header(run, settings))
 
 
 def _header(run, settings: CacheSettings) -> dict:
