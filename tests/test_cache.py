@@ -1,6 +1,9 @@
 import argparse
 import errno
 import shutil
+import signal
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -155,6 +158,28 @@ def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, 
     monkeypatch.setattr(writer._EpochWriter, "_create_entry", logging_create)
     cache_activations(run, progress=False)
     assert not finished & set(created) and len(finished) + len(created) == 48
+    _assert_same_contents(run.path / "activations.h5", reference)
+
+
+def test_resume_after_sigkill_of_the_caching_process(run, trained, tmp_path):
+    reference = cache_activations(Run(shutil.copytree(trained, tmp_path / "reference")), progress=False)
+    kill_at = int(np.random.default_rng(7).integers(1, 3 * 4 * 4 * 4))  # a random reduction call, as above
+    script = f"""
+import os, signal
+from mftma.cache import cache_activations
+from mftma.cache.projection import BatchReducer
+from mftma.experiments.run import Run
+original, calls = BatchReducer.__call__, []
+def dying(self, activations):
+    calls.append(1)
+    if len(calls) == {kill_at}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, activations)
+BatchReducer.__call__ = dying
+cache_activations(Run({str(run.path)!r}), progress=False)
+"""
+    assert subprocess.run([sys.executable, "-c", script]).returncode == -signal.SIGKILL
+    cache_activations(run, progress=False)
     _assert_same_contents(run.path / "activations.h5", reference)
 
 
