@@ -14,7 +14,8 @@ HDF5 layout (``RUN_DIR/activations.h5``)::
     /epoch_XXXX               attrs: epoch, weights_hash (of that checkpoint)
     /epoch_XXXX/LAYER/SUBSET  float32 (P*M, N) features, rows in the sample's order (manifold p is rows
                               p*M .. (p+1)*M); lzf-compressed chunks of one manifold;
-                              attrs: complete (True only once fully written), P, M
+                              attrs: complete (True only once fully written), P, M; the ``input`` entries
+                              are stored once and hard-linked into every later epoch
 """
 from __future__ import annotations
 

@@ -35,6 +35,8 @@ from mftma.experiments.subsets import sample_subsets
 COMPRESSION = {"compression": "lzf"}
 #: Complete entries are flushed to disk at the end of every epoch and after this many seconds of work.
 FLUSH_SECONDS = 30.0
+#: The analysis layer that is the network's input: the same at every epoch, stored once and hard-linked.
+INPUT_LAYER = "input"
 #: Target size of one compressed chunk (bytes); a chunk holds up to one manifold's M rows.
 CHUNK_BYTES = 2**20
 
@@ -229,6 +231,7 @@ class _EpochWriter:
         self.h5, self.run, self.settings, self.samples = h5, run, settings, samples
         self.cache_bytes = cache_bytes
         self.reducers: dict[str, BatchReducer] = {}
+        self.inputs: dict[str, h5py.Dataset | None] = {}  # a complete input entry per subset, once known
         self.dataset = run.dataset()
         total = len(settings.epochs) * len(settings.layers) * len(settings.subsets)
         self.bar = tqdm(total=total, unit="entry", desc="caching", disable=not progress)
@@ -247,6 +250,7 @@ class _EpochWriter:
             return
         model = self.run.load_model(epoch).eval()
         for subset, layers in pending.items():
+            layers = self._link_input(group, subset, layers)
             if layers:
                 self.bar.set_description(f"epoch {epoch} {subset}")
                 self._write_subset(group, model, subset, layers)
@@ -275,6 +279,22 @@ class _EpochWriter:
                 pending.append(layer)
         return pending
 
+    def _link_input(self, group, subset: str, layers: list[str]) -> list[str]:
+        """Hard-link the input entry to an earlier epoch's (the input does not depend on the weights).
+
+        Returns the layers still to compute.
+        """
+        if INPUT_LAYER not in layers:
+            return layers
+        if subset not in self.inputs:
+            entries = (self.h5[name].get(f"{INPUT_LAYER}/{subset}") for name in self.h5 if name.startswith("epoch_"))
+            self.inputs[subset] = next((e for e in entries if e is not None and e.attrs.get("complete")), None)
+        if self.inputs[subset] is None:
+            return layers
+        group.require_group(INPUT_LAYER)[subset] = self.inputs[subset]
+        self.bar.update(1)
+        return [layer for layer in layers if layer != INPUT_LAYER]
+
     def _write_subset(self, group, model, subset: str, layers: list[str]) -> None:
         """Fill a subset's pending entries: one forward pass per batch for all its pending layers."""
         sample = self.samples[subset]
@@ -293,6 +313,8 @@ class _EpochWriter:
                     entries[layer][start:start + len(rows)] = features
             for entry in entries.values():
                 entry.attrs["complete"] = True
+            if INPUT_LAYER in entries:
+                self.inputs[subset] = entries[INPUT_LAYER]
         except DataFileError:
             raise
         except OSError as error:
