@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from mftma.cli.simcap import add_source_arguments
+from mftma.cli.simcap import SOURCE_HELP, add_source_arguments
 
 DESCRIPTION = """\
 Check whether the mean-field (MFTMA) numbers of one layer depend on the analysis settings. Three sweeps,
@@ -17,16 +17,13 @@ Prints the mean +- standard deviation over seeds of capacity, radius and dimensi
 file written by --output adds the 95% confidence interval of the mean), and one plain-language verdict per sweep (e.g. "from M=25 to M=50,
 capacity by -12% ...: more samples per manifold would change the answer").
 
-SOURCE is a run directory (or its activations.h5; pick the entry with --epoch, --layer, --subset; default
-the last epoch, the last layer and the first cached subset) or an .npz / .h5 file with an array named
-'manifolds' of shape (P, N, M), features x samples per manifold.
 """
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "diagnose", help="how capacity, radius and dimension of one layer move with M, n_t and projection",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION + SOURCE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_source_arguments(parser)
     parser.add_argument("--samples", nargs="+", type=int, metavar="M",

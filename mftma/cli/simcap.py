@@ -11,6 +11,10 @@ a hyperplane separates them; bisection on N_c finds where half of the dichotomie
 simulated capacity is P / N_c with a confidence interval. Agreement means the mean-field number can be
 trusted for this data.
 
+"""
+
+#: How SOURCE is read, shared with ``mftma diagnose``.
+SOURCE_HELP = """\
 SOURCE is a run directory (or its activations.h5; pick the entry with --epoch, --layer, --subset; default
 the last epoch, the last layer and the first cached subset) or an .npz / .h5 file with an array named
 'manifolds' of shape (P, N, M), features x samples per manifold.
@@ -20,7 +24,7 @@ the last epoch, the last layer and the first cached subset) or an .npz / .h5 fil
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "simcap", help="simulated capacity vs the mean-field estimate, with a confidence interval",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION + SOURCE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_source_arguments(parser)
     parser.add_argument("--precision", type=float, default=0.05,
