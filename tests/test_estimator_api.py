@@ -22,7 +22,7 @@ def test_result_fields_and_averages(rng):
     assert result.settings == {
         "kappa": 0.0, "n_t": 40, "n_reps": 2, "seed": 0, "backend": "numba", "t_vecs": "seeded"
     }
-    assert set(result.timings) == {"validation", "center_structure", "reduction", "anchor_points", "total"}
+    assert set(result.timings) == {"validation", "moments", "center_structure", "reduction", "anchor_points", "total"}
     assert result.timings["total"] >= result.timings["anchor_points"] >= 0
 
 
@@ -103,11 +103,12 @@ def test_demo_command_prints_a_table(capsys):
 
 def test_both_bases_give_the_same_geometry(rng):
     """Seeded runs use the Gram principal axes, given t vectors the reference's QR basis: same inner products."""
-    from mftma.estimator.analysis import reduced_points
+    from mftma.estimator.analysis import centered_gram, reduced_points
 
     manifold = rng.standard_normal((50, 7)) + 2.0
-    origin = np.zeros(50)
+    mean, origin = manifold.mean(axis=1), np.zeros(50)
     directions = np.linalg.qr(rng.standard_normal((50, 2)))[0]
-    fast, reference = (reduced_points(manifold, origin, directions, 0, basis) for basis in (False, True))
+    grams = centered_gram(manifold, mean), None
+    fast, reference = (reduced_points(manifold, mean, gram, origin, directions, 0) for gram in grams)
     assert fast.shape == reference.shape == (8, 7)
     np.testing.assert_allclose(fast.T @ fast, reference.T @ reference, atol=1e-12)

@@ -41,7 +41,8 @@ class GeometryResult:
         ``kappa``, ``n_t``, ``n_reps``, ``seed``, ``backend`` (resolved) and ``t_vecs``
         (``"given"`` or ``"seeded"``).
     timings : dict
-        Seconds per stage: ``validation``, ``center_structure``, ``reduction``, ``anchor_points``, ``total``.
+        Seconds per stage: ``validation``, ``moments`` (means and Gram matrices), ``center_structure``,
+        ``reduction``, ``anchor_points``, ``total``.
     """
 
     capacity: np.ndarray
@@ -98,8 +99,101 @@ class GeometryResult:
         return frame.astype({"manifold": "Int64", "metric": str, "value": float})
 
 
+#: Above this ratio of the raw to the centered Gram trace (a mean offset about 30 times the spread),
+#: :func:`centered_gram` subtracts the mean from the points instead of double-centering ``X^T X``,
+#: which would lose about log10(ratio) digits to cancellation.
+OFFSET_RATIO = 1e3
+
+
+def centered_gram(manifold: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Gram matrix ``D^T D`` of a manifold's deviations from its mean, ``D = manifold - mean``.
+
+    Computed as ``H X^T X H`` with ``H = I - 1 1^T / M``, which saves a copy of the points, unless
+    the mean offset dominates the spread (see :data:`OFFSET_RATIO`).
+
+    Parameters
+    ----------
+    manifold : ndarray, (N, M)
+        A validated float64 manifold.
+    mean : ndarray, (N,)
+        Its mean point.
+
+    Returns
+    -------
+    ndarray, (M, M)
+    """
+    raw = manifold.T @ manifold
+    column_means = raw.mean(axis=0)
+    centered = raw - column_means[:, None] - column_means[None, :] + column_means.mean()
+    if np.trace(raw) > OFFSET_RATIO * np.trace(centered):
+        deviations = manifold - mean[:, None]
+        centered = deviations.T @ deviations
+    return centered
+
+
+def map_in_threads(function, count: int, desc: str, progress: bool) -> list:
+    """``[function(i) for i in range(count)]`` in parallel threads, with an optional progress bar.
+
+    As many threads as numba may use here (1 inside a single-threaded Dask task); meant to run with
+    a single-threaded BLAS, as :func:`analyze_manifolds` sets up.
+    """
+    from tqdm.auto import tqdm
+
+    with ThreadPoolExecutor(numba.get_num_threads()) as pool:
+        return list(tqdm(pool.map(function, range(count)), total=count, desc=desc, disable=not progress))
+
+
+@dataclass(frozen=True)
+class ManifoldMoments:
+    """What the reduction needs of every manifold, computed in one parallel pass over the points.
+
+    Attributes
+    ----------
+    means : list of P ndarrays, each (N,)
+        Mean point of each manifold.
+    grams : list of P ndarrays (M_p, M_p) or None
+        :func:`centered_gram` where the manifold is reduced in its Gram principal axes (N > M_p and
+        seeded t vectors), else None.
+    """
+
+    means: list
+    grams: list
+
+
+def manifold_moments(manifolds: list[np.ndarray], reference_basis: bool, progress: bool = False) -> ManifoldMoments:
+    """Means (and centered Gram matrices, see :class:`ManifoldMoments`) of all manifolds.
+
+    Parameters
+    ----------
+    manifolds : list of P ndarrays, each (N, M_p)
+        Validated float64 manifolds.
+    reference_basis : bool
+        See :func:`reduced_points`; True computes no Gram matrix.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ManifoldMoments
+    """
+
+    def moments(index):
+        manifold = manifolds[index]
+        mean = manifold.mean(axis=1)
+        features, samples = manifold.shape
+        return mean, None if reference_basis or features <= samples else centered_gram(manifold, mean)
+
+    means, grams = zip(*map_in_threads(moments, len(manifolds), "moments", progress))
+    return ManifoldMoments(list(means), list(grams))
+
+
 def reduced_points(
-    manifold: np.ndarray, origin: np.ndarray, directions: np.ndarray, index: int, reference_basis: bool
+    manifold: np.ndarray,
+    mean: np.ndarray,
+    gram: np.ndarray | None,
+    origin: np.ndarray,
+    directions: np.ndarray,
+    index: int,
 ) -> np.ndarray:
     """One manifold without the common center directions, normalised, in at most M coordinates,
     with the constant coordinate 1 appended (docs/SCIENCE.md §2 step 4).
@@ -108,25 +202,28 @@ def reduced_points(
     ----------
     manifold : ndarray, (N, M)
         A validated float64 manifold.
+    mean : ndarray, (N,)
+        Its mean point.
+    gram : ndarray, (M, M), or None
+        Its :func:`centered_gram`: the points are expressed in the principal axes of their Gram
+        matrix (N > M, seeded t vectors). None: in the basis of their economic QR factorisation
+        (``Q^T S = R``) when N > M, the reference's coordinates, which given t vectors refer to; both
+        give the same geometry (same pairwise inner products), the first about ten times faster.
     origin : ndarray, (N,)
         Mean of all points of all manifolds.
     directions : ndarray, (N, K)
         Orthonormal common center directions.
     index : int
         The manifold's position, for error messages.
-    reference_basis : bool
-        When N > M: True expresses the points in the basis of their economic QR factorisation
-        (``Q^T S = R``), the reference's coordinates, which given t vectors refer to; False in the
-        principal axes of their Gram matrix, the same geometry (same pairwise inner products) about
-        ten times faster, for seeded t vectors.
 
     Returns
     -------
     ndarray, (min(N, M) + 1, M)
     """
     features, samples = manifold.shape
-    if features > samples and not reference_basis:
-        eigenvalues, vectors = np.linalg.eigh(removed_structure_gram(manifold, origin, directions, index))
+    if gram is not None:
+        removed = removed_structure_gram(manifold, mean, gram, origin, directions, index)
+        eigenvalues, vectors = np.linalg.eigh(removed)
         points = (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))).T[::-1]
     else:
         points = remove_center_structure(manifold, origin, directions, index)
@@ -136,21 +233,18 @@ def reduced_points(
 
 
 def processed_points(
-    manifolds: list[np.ndarray], directions: np.ndarray, reference_basis: bool, progress: bool = False
+    manifolds: list[np.ndarray], moments: ManifoldMoments, directions: np.ndarray, progress: bool = False
 ) -> list[np.ndarray]:
-    """Every manifold as processed points (:func:`reduced_points`).
-
-    Manifolds are processed in parallel threads (meant to run with a single-threaded BLAS, as
-    :func:`analyze_manifolds` sets up).
+    """Every manifold as processed points (:func:`reduced_points`), in parallel threads.
 
     Parameters
     ----------
     manifolds : list of P ndarrays, each (N, M_p)
         Validated float64 manifolds.
+    moments : ManifoldMoments
+        Their :func:`manifold_moments`.
     directions : ndarray, (N, K)
         Orthonormal common center directions.
-    reference_basis : bool
-        See :func:`reduced_points`.
     progress : bool
         Show a progress bar.
 
@@ -158,17 +252,15 @@ def processed_points(
     -------
     list of P ndarrays, each (min(N, M_p) + 1, M_p)
     """
-    from tqdm.auto import tqdm
-
-    origin = sum(m.sum(axis=1) for m in manifolds) / sum(m.shape[1] for m in manifolds)
+    counts = [m.shape[1] for m in manifolds]
+    origin = sum(mean * count for mean, count in zip(moments.means, counts)) / sum(counts)
 
     def process(index):
-        return reduced_points(manifolds[index], origin, directions, index, reference_basis)
+        return reduced_points(
+            manifolds[index], moments.means[index], moments.grams[index], origin, directions, index
+        )
 
-    # As many threads as numba may use here: 1 inside a single-threaded Dask task.
-    with ThreadPoolExecutor(numba.get_num_threads()) as pool:
-        jobs = pool.map(process, range(len(manifolds)))
-        return list(tqdm(jobs, total=len(manifolds), desc="reduce", disable=not progress))
+    return map_in_threads(process, len(manifolds), "reduce", progress)
 
 
 def analyze_manifolds(
@@ -247,12 +339,15 @@ def _analyze(manifolds, kappa, n_t, t_vecs, n_reps, seed, backend, progress) -> 
     timings = {"validation": time.perf_counter() - start}
 
     stage = time.perf_counter()
-    centers = np.column_stack([m.mean(axis=1) for m in checked])
-    structure = low_rank_center_structure(centers, n_reps, structure_rng, progress)
+    moments = manifold_moments(checked, given, progress)
+    timings["moments"] = time.perf_counter() - stage
+
+    stage = time.perf_counter()
+    structure = low_rank_center_structure(np.column_stack(moments.means), n_reps, structure_rng, progress)
     timings["center_structure"] = time.perf_counter() - stage
 
     stage = time.perf_counter()
-    points = processed_points(checked, structure.directions, given, progress)
+    points = processed_points(checked, moments, structure.directions, progress)
     if not given:
         t_vecs = [t_rng.standard_normal((rows, n_t)) for rows in dims]
     timings["reduction"] = time.perf_counter() - stage

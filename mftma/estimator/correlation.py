@@ -460,13 +460,24 @@ def remove_center_structure(manifold: np.ndarray, origin: np.ndarray, directions
     return deviations
 
 
-def removed_structure_gram(manifold: np.ndarray, origin: np.ndarray, directions: np.ndarray, index: int = 0) -> np.ndarray:
+def removed_structure_gram(
+    manifold: np.ndarray,
+    mean: np.ndarray,
+    centered_gram: np.ndarray,
+    origin: np.ndarray,
+    directions: np.ndarray,
+    index: int = 0,
+) -> np.ndarray:
     """Gram matrix ``S^T S`` of :func:`remove_center_structure`'s output, without forming ``S``.
 
     Parameters
     ----------
     manifold, origin, directions, index
         As in :func:`remove_center_structure`.
+    mean : ndarray, (N,)
+        The manifold's mean point.
+    centered_gram : ndarray, (M, M)
+        ``D^T D`` of its deviations from the mean, ``D = manifold - mean``.
 
     Returns
     -------
@@ -477,8 +488,6 @@ def removed_structure_gram(manifold: np.ndarray, origin: np.ndarray, directions:
     InputError
         If the projected center is zero.
     """
-    mean = manifold.mean(axis=1)
     norm = _projected_center_norm(mean - origin, directions, index)
-    deviations = manifold - mean[:, None]
-    along = directions.T @ deviations
-    return (deviations.T @ deviations - along.T @ along) / norm**2
+    along = directions.T @ manifold - (directions.T @ mean)[:, None]
+    return (centered_gram - along.T @ along) / norm**2
