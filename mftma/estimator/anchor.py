@@ -89,7 +89,9 @@ def anchor_points(points: np.ndarray, t_vec: np.ndarray, residual: np.ndarray, k
 
 
 @numba.njit(cache=True, error_model="numpy")
-def geometry_from_anchor_points(t_vec: np.ndarray, anchors: np.ndarray, kappa: float) -> tuple[float, float, float]:
+def geometry_from_anchor_points(
+    t_vec: np.ndarray, anchors: np.ndarray, kappa: float
+) -> tuple[float, float, float]:
     """Capacity, radius and dimension of one manifold (docs/SCIENCE.md §2 steps 6-8).
 
     Parameters

@@ -24,7 +24,6 @@ compiled here with ``numba.njit`` and in :mod:`.cuda` as a ``numba.cuda`` device
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from typing import NamedTuple
 
 import numpy as np
@@ -229,37 +228,31 @@ class PackedProblems(NamedTuple):
 START_RIDGE = 1e-10
 
 
-def unconstrained_weights(grams, rhs_rows):
-    """``b^T (G + ridge)^-1`` for every t vector, the starting guess of the active set.
-
-    Manifolds with the same number of points and t vectors are solved in one stacked call.
+def unconstrained_weights(gram, rhs_rows, out) -> None:
+    """``b^T (G + ridge)^-1`` for every t vector of one manifold, the starting guess of the active set.
 
     Parameters
     ----------
-    grams : list of ndarray, each (M_p, M_p)
-    rhs_rows : list of ndarray, each (n_t, M_p)
+    gram : ndarray, (M, M)
+    rhs_rows : ndarray, (n_t, M)
         ``b^T`` of every t vector.
-
-    Returns
-    -------
-    list of ndarray, each (n_t, M_p)
+    out : ndarray, (n_t, M)
+        Receives the weights.
     """
-    groups = defaultdict(list)
-    for p, rows in enumerate(rhs_rows):
-        groups[rows.shape].append(p)
-    weights = [None] * len(grams)
-    for members in groups.values():
-        gram = np.stack([grams[p] for p in members])
-        size = gram.shape[1]
-        ridge = START_RIDGE * np.trace(gram, axis1=1, axis2=2)[:, None, None] / size * np.eye(size)
-        solved = np.stack([rhs_rows[p] for p in members]) @ np.linalg.inv(gram + ridge)
-        for p, rows in zip(members, solved):
-            weights[p] = rows
-    return weights
+    size = gram.shape[0]
+    ridge = START_RIDGE * np.trace(gram) / size * np.eye(size)
+    np.matmul(rhs_rows, np.linalg.inv(gram + ridge), out=out)
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """Start of each of consecutive blocks of the given lengths."""
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
 
 
 def pack_problems(points, t_vecs, kappa) -> PackedProblems:
     """Gram matrices (once per manifold), right-hand sides ``S^T t'`` and starting weights of every t vector.
+
+    Every block is computed in place in the flat arrays.
 
     Parameters
     ----------
@@ -272,21 +265,32 @@ def pack_problems(points, t_vecs, kappa) -> PackedProblems:
     """
     sizes = np.array([s.shape[1] for s in points], dtype=np.int64)
     n_t = np.array([t.shape[1] for t in t_vecs], dtype=np.int64)
-    gram_offset = np.concatenate([[0], np.cumsum(sizes**2)[:-1]]).astype(np.int64)
-    block_offset = np.concatenate([[0], np.cumsum(sizes * n_t)[:-1]]).astype(np.int64)
+    gram_offset = _offsets(sizes**2)
+    block_offset = _offsets(sizes * n_t)
+    first_item = _offsets(n_t)
     item_manifold = np.repeat(np.arange(len(points), dtype=np.int64), n_t)
-    first_item = np.concatenate([[0], np.cumsum(n_t)[:-1]]).astype(np.int64)
     within = np.arange(item_manifold.size, dtype=np.int64) - first_item[item_manifold]
-    grams = [s.T @ s for s in points]
-    # b^T = t'^T S with t' = t + kappa e_{D+1}, and S's last row all ones.
-    rhs_rows = [t.T @ s + kappa for s, t in zip(points, t_vecs)]
-    t_norm = np.sqrt(np.concatenate([np.sum(t[:-1] ** 2, axis=0) + (t[-1] + kappa) ** 2 for t in t_vecs]))
+    gram = np.empty(int(np.sum(sizes**2)))
+    rhs = np.empty(int(np.sum(sizes * n_t)))
+    start = np.empty_like(rhs)
+    t_norm = np.empty(item_manifold.size)
+    for p, (s, t) in enumerate(zip(points, t_vecs)):
+        m, n = s.shape[1], t.shape[1]
+        manifold_gram = gram[gram_offset[p]:gram_offset[p] + m * m].reshape(m, m)
+        np.matmul(s.T, s, out=manifold_gram)
+        # b^T = t'^T S with t' = t + kappa e_{D+1}, and S's last row all ones.
+        block = slice(block_offset[p], block_offset[p] + m * n)
+        rhs_rows = rhs[block].reshape(n, m)
+        np.matmul(t.T, s, out=rhs_rows)
+        rhs_rows += kappa
+        unconstrained_weights(manifold_gram, rhs_rows, start[block].reshape(n, m))
+        t_norm[first_item[p]:first_item[p] + n] = np.sqrt(np.sum(t[:-1] ** 2, axis=0) + (t[-1] + kappa) ** 2)
     return PackedProblems(
-        gram=np.concatenate([g.ravel() for g in grams]),
+        gram=gram,
         gram_offset=gram_offset,
         sizes=sizes,
-        rhs=np.concatenate([rows.ravel() for rows in rhs_rows]),
-        start=np.concatenate([rows.ravel() for rows in unconstrained_weights(grams, rhs_rows)]),
+        rhs=rhs,
+        start=start,
         rhs_offset=block_offset[item_manifold] + within * sizes[item_manifold],
         item_manifold=item_manifold,
         t_norm=t_norm,
