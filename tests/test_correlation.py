@@ -27,15 +27,29 @@ def test_mean_abs_correlation_of_known_vectors():
 
 def test_centers_basis_keeps_geometry(rng):
     centers = rng.standard_normal((30, 7))
-    coordinates, basis = centers_basis(centers)
+    basis = centers_basis(centers)
+    coordinates = basis.coordinates
     shifted = centers - centers.mean(axis=1, keepdims=True)
     assert coordinates.shape == (7, 6)
-    np.testing.assert_allclose(basis.T @ basis, np.eye(6), atol=1e-12)
+    span = basis.shifted @ basis.to_span
+    np.testing.assert_allclose(span.T @ span, np.eye(6), atol=1e-12)
+    np.testing.assert_allclose(span @ coordinates.T, shifted, atol=1e-12)
     np.testing.assert_allclose(coordinates @ coordinates.T, shifted.T @ shifted, atol=1e-10)
 
 
+def test_centers_basis_drops_directions_without_variance(rng):
+    # 3 distinct centers repeated: their span has 2 dimensions, not min(N, P - 1) = 5.
+    centers = np.repeat(rng.standard_normal((30, 3)), 2, axis=1)
+    basis = centers_basis(centers)
+    assert basis.coordinates.shape == (6, 2)
+    directions = basis.directions(np.eye(2))
+    np.testing.assert_allclose(directions.T @ directions, np.eye(2), atol=1e-12)
+    shifted = centers - centers.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(directions @ (directions.T @ shifted), shifted, atol=1e-12)
+
+
 def test_gradient_matches_finite_differences(rng):
-    coordinates, _ = centers_basis(rng.standard_normal((20, 9)))
+    coordinates = centers_basis(rng.standard_normal((20, 9))).coordinates
     gram = coordinates @ coordinates.T
     directions = np.linalg.qr(rng.standard_normal((8, 2)))[0]
     _, gradient = correlation._cost_and_gradient(coordinates, gram, directions)
@@ -52,7 +66,7 @@ def test_gradient_matches_finite_differences(rng):
 
 
 def test_a_center_inside_the_directions_makes_the_cost_infinite(rng):
-    coordinates, _ = centers_basis(rng.standard_normal((20, 9)))
+    coordinates = centers_basis(rng.standard_normal((20, 9))).coordinates
     gram = coordinates @ coordinates.T
     along_center = (coordinates[3] / np.linalg.norm(coordinates[3]))[:, None]
     cost, gradient = correlation._cost_and_gradient(coordinates, gram, along_center)
@@ -69,7 +83,7 @@ def test_as_many_features_as_manifolds_gives_finite_structure(seed):
 
 
 def test_optimiser_reaches_a_stationary_point(rng):
-    coordinates, _ = centers_basis(_structured_centers(rng))
+    coordinates = centers_basis(_structured_centers(rng)).coordinates
     gram = coordinates @ coordinates.T
     start = np.linalg.qr(rng.standard_normal((1, 11, 2)))[0]
     solutions, iterations = correlation._optimize_restarts(coordinates, gram, start, 1000, 1e-6)
@@ -100,7 +114,7 @@ def test_deterministic_given_seed(rng):
 
 @pytest.mark.parametrize("count, expected", [(2, 0), (3, 1), (10, 8)])
 def test_largest_rank_is_capped_for_small_p(rng, count, expected):
-    coordinates, _ = centers_basis(rng.standard_normal((50, count)))
+    coordinates = centers_basis(rng.standard_normal((50, count))).coordinates
     assert largest_rank(coordinates) == expected
 
 

@@ -94,7 +94,40 @@ def mean_abs_correlation(gram: np.ndarray) -> float:
     return float((np.sum(np.abs(gram / np.outer(norms, norms))) - count) / (count * (count - 1)))
 
 
-def centers_basis(centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+#: Eigen-directions of the centers' Gram matrix with less than this fraction of the largest eigenvalue
+#: are left out of their basis: they hold no variance to speak of, and rounding errors there would be
+#: amplified by the inverse square root that maps coordinates back to feature space.
+RANK_TOL = 1e-12
+
+
+@dataclass(frozen=True)
+class CentersBasis:
+    """The manifold centers minus their mean, in an orthonormal basis of their span.
+
+    The basis is ``shifted @ to_span``: the eigenvectors of the centers' Gram matrix scaled by the
+    inverse square roots of the eigenvalues, which avoids a QR factorisation of the (N, P) centers
+    (ten times slower at N = 5000, P = 100).
+
+    Attributes
+    ----------
+    coordinates : ndarray, (P, d)
+        Row mu holds center mu's coordinates, ``d = min(N, P - 1)`` (fewer if the centers span less).
+    shifted : ndarray, (N, P)
+        The centers minus their mean.
+    to_span : ndarray, (P, d)
+        Maps combinations of the centers to the basis.
+    """
+
+    coordinates: np.ndarray
+    shifted: np.ndarray
+    to_span: np.ndarray
+
+    def directions(self, vectors: np.ndarray) -> np.ndarray:
+        """Orthonormal feature-space directions spanning the basis combinations ``vectors`` (d, K)."""
+        return np.linalg.qr(self.shifted @ (self.to_span @ vectors))[0]
+
+
+def centers_basis(centers: np.ndarray) -> CentersBasis:
     """The centers minus their mean, in an orthonormal basis of their span.
 
     Parameters
@@ -104,15 +137,15 @@ def centers_basis(centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Returns
     -------
-    coordinates : ndarray, (P, d)
-        Row mu holds center mu's coordinates, ``d = min(N, P - 1)``.
-    basis : ndarray, (N, d)
-        The orthonormal basis (economic QR, as in the reference).
+    CentersBasis
     """
     shifted = centers - centers.mean(axis=1, keepdims=True)
-    q, _ = scipy.linalg.qr(shifted, mode="economic")
-    basis = q[:, : min(centers.shape[0], centers.shape[1] - 1)]
-    return shifted.T @ basis, basis
+    eigenvalues, vectors = np.linalg.eigh(shifted.T @ shifted)
+    eigenvalues, vectors = eigenvalues[::-1], vectors[:, ::-1]
+    largest = max(eigenvalues[0], 0.0)
+    dim = min(centers.shape[0], centers.shape[1] - 1, int(np.count_nonzero(eigenvalues > RANK_TOL * largest)))
+    roots = np.sqrt(eigenvalues[:dim])
+    return CentersBasis(vectors[:, :dim] * roots, shifted, vectors[:, :dim] / roots)
 
 
 def largest_rank(coordinates: np.ndarray) -> int:
@@ -139,40 +172,27 @@ def largest_rank(coordinates: np.ndarray) -> int:
 def _cost_terms(coordinates, gram, directions, with_gradient):
     """F(V) and, if ``with_gradient``, ``dF/dc = 2 diag(b / c0) c - 2 A c`` for ``c = X V``.
 
-    With ``R = C - c c^T``, ``A = R / (c0 c0^T)`` and ``b`` the row sums of ``R * A``; one pass over
-    the pairs mu <= nu (everything is symmetric). The diagonal of ``A`` and ``b`` is left out of the
-    gradient: its two contributions cancel.
+    With ``R = C - c c^T``, ``A = R / (c0 c0^T)`` and ``b`` the row sums of ``R * A``, all in
+    matrix products. The diagonal of ``A`` and ``b`` may be left in the gradient: its two
+    contributions cancel.
     """
-    count, rank = coordinates.shape[0], directions.shape[1]
+    count = coordinates.shape[0]
     projections = coordinates @ directions
+    residual = gram - projections @ projections.T
     inverse = np.empty(count)
     for mu in range(count):
-        norm = gram[mu, mu]
-        for k in range(rank):
-            norm -= projections[mu, k] ** 2
-        if norm <= RESIDUAL_FLOOR * gram[mu, mu]:
+        if residual[mu, mu] <= RESIDUAL_FLOOR * gram[mu, mu]:
             # A center (numerically) inside the span of V: the cost's barrier, F = +inf.
             return np.inf, np.zeros_like(projections)
-        inverse[mu] = 1.0 / norm
-    cost = 0.0
-    weights = np.zeros((count, count) if with_gradient else (0, 0))
-    row_sums = np.zeros(count)
-    for mu in range(count):
-        for nu in range(mu, count):
-            residual = gram[mu, nu]
-            for k in range(rank):
-                residual -= projections[mu, k] * projections[nu, k]
-            weight = residual * inverse[mu] * inverse[nu]
-            term = residual * weight
-            cost += term if nu == mu else 2.0 * term
-            if with_gradient and nu != mu:
-                weights[mu, nu] = weight
-                weights[nu, mu] = weight
-                row_sums[mu] += term
-                row_sums[nu] += term
+        inverse[mu] = 1.0 / residual[mu, mu]
+    row_sums = inverse * ((residual * residual) @ inverse)
+    cost = 0.5 * np.sum(row_sums)
     if not with_gradient:
-        return 0.5 * cost, projections
-    return 0.5 * cost, 2.0 * (row_sums * inverse)[:, None] * projections - 2.0 * (weights @ projections)
+        return cost, projections
+    for mu in range(count):
+        for nu in range(count):
+            residual[mu, nu] *= inverse[mu] * inverse[nu]
+    return cost, 2.0 * (row_sums * inverse)[:, None] * projections - 2.0 * (residual @ projections)
 
 
 @numba.njit(cache=True)
@@ -208,12 +228,8 @@ def _horizontal(directions, vector):
 
 @numba.njit(cache=True)
 def _inner(first, second):
-    """Frobenius inner product of two matrices of the same shape (no temporaries)."""
-    total = 0.0
-    for i in range(first.shape[0]):
-        for j in range(first.shape[1]):
-            total += first[i, j] * second[i, j]
-    return total
+    """Frobenius inner product of two contiguous matrices of the same shape."""
+    return np.dot(first.reshape(-1), second.reshape(-1))
 
 
 @numba.njit(cache=True)
@@ -388,9 +404,10 @@ def low_rank_center_structure(
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng() if rng is None else rng
-    coordinates, basis = centers_basis(centers)
+    basis = centers_basis(centers)
+    coordinates = basis.coordinates
     gram = coordinates @ coordinates.T
-    at_mean = np.flatnonzero(np.diag(gram) == 0.0)
+    at_mean = np.flatnonzero(np.einsum("ij,ij->j", basis.shifted, basis.shifted) == 0.0)
     if at_mean.size:
         raise InputError(
             f"manifold {at_mean[0]}: its center equals the mean of all centers, so the center correlation "
@@ -413,7 +430,7 @@ def low_rank_center_structure(
     if not solutions:
         return CenterStructure(correlation, 0, np.empty(0), np.zeros((centers.shape[0], 0)))
     best_rank = int(np.argmin(residuals)) + 1
-    return CenterStructure(correlation, best_rank, np.asarray(residuals), basis @ solutions[best_rank - 1])
+    return CenterStructure(correlation, best_rank, np.asarray(residuals), basis.directions(solutions[best_rank - 1]))
 
 
 def _projected_center_norm(center: np.ndarray, directions: np.ndarray, index: int) -> float:
