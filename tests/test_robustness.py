@@ -59,6 +59,8 @@ def test_duplicated_points(rng):
         ([np.ones((5, 3)), np.ones((6, 3))], "same N"),
         ([np.ones((5, 3)), np.full((5, 3), np.nan)], "NaN or infinite"),
         ([np.ones((5, 3)), np.full((5, 3), np.inf)], "NaN or infinite"),
+        ([np.ones((5, 3)), np.ones((5, 3)), np.where(np.eye(5, 3), np.nan, 1.0)], "manifold 2 contains NaN"),
+        ([np.ones((5, 3)), np.full((5, 3), 1e308)], "manifold 1 has values too large"),
         ([np.ones((5, 3)), np.ones(5)], "2-D"),
         (np.ones((5, 3)), "3-D"),
         ([np.ones((5, 3)), np.array([["a"] * 3] * 5)], "real numbers"),

@@ -15,6 +15,7 @@ import numba
 import numpy as np
 import scipy.linalg
 
+from mftma.errors import InputError
 from mftma.estimator.anchor import anchor_geometry
 from mftma.estimator.backends import select_backend
 from mftma.estimator.correlation import (
@@ -22,7 +23,7 @@ from mftma.estimator.correlation import (
     remove_center_structure,
     removed_structure_gram,
 )
-from mftma.estimator.validation import check_count, check_kappa, check_manifolds, check_t_vecs
+from mftma.estimator.validation import check_count, check_finite, check_kappa, check_manifolds, check_t_vecs
 
 
 @dataclass(frozen=True)
@@ -163,10 +164,13 @@ class ManifoldMoments:
 def manifold_moments(manifolds: list[np.ndarray], reference_basis: bool, progress: bool = False) -> ManifoldMoments:
     """Means (and centered Gram matrices, see :class:`ManifoldMoments`) of all manifolds.
 
+    This pass also checks that the values are finite (a NaN or infinity makes its row's mean
+    non-finite), so that the points are read once less.
+
     Parameters
     ----------
     manifolds : list of P ndarrays, each (N, M_p)
-        Validated float64 manifolds.
+        float64 manifolds, validated except for finiteness.
     reference_basis : bool
         See :func:`reduced_points`; True computes no Gram matrix.
     progress : bool
@@ -175,11 +179,19 @@ def manifold_moments(manifolds: list[np.ndarray], reference_basis: bool, progres
     Returns
     -------
     ManifoldMoments
+
+    Raises
+    ------
+    InputError
+        If a manifold holds NaN or infinite values, or values whose sum overflows.
     """
 
     def moments(index):
         manifold = manifolds[index]
         mean = manifold.mean(axis=1)
+        if not np.isfinite(mean).all():
+            check_finite(manifold, f"manifold {index}")
+            raise InputError(f"manifold {index} has values too large to average (the sum overflows)")
         features, samples = manifold.shape
         return mean, None if reference_basis or features <= samples else centered_gram(manifold, mean)
 
@@ -328,7 +340,7 @@ def analyze_manifolds(
 def _analyze(manifolds, kappa, n_t, t_vecs, n_reps, seed, backend, progress) -> GeometryResult:
     """:func:`analyze_manifolds` itself, run under a single-threaded BLAS."""
     start = time.perf_counter()
-    checked = check_manifolds(manifolds)
+    checked = check_manifolds(manifolds, finite=False)  # finiteness: by manifold_moments
     kappa, n_t, n_reps = check_kappa(kappa), check_count(n_t, "n_t"), check_count(n_reps, "n_reps")
     dims = [min(m.shape) + 1 for m in checked]
     given = t_vecs is not None

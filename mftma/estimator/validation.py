@@ -11,8 +11,14 @@ import numpy as np
 from mftma.errors import InputError
 
 
-def _as_float_matrix(array, name: str) -> np.ndarray:
-    """``array`` as a finite 2-D float64 array (copied only when the dtype differs)."""
+def check_finite(matrix: np.ndarray, name: str) -> None:
+    """Raise :class:`InputError` naming ``name`` if ``matrix`` holds NaN or infinite values."""
+    if not np.isfinite(matrix).all():
+        raise InputError(f"{name} contains NaN or infinite values")
+
+
+def _as_float_matrix(array, name: str, finite: bool = True) -> np.ndarray:
+    """``array`` as a 2-D float64 array (copied only when the dtype differs), finite unless ``finite`` is False."""
     try:
         matrix = np.asarray(array)
     except (TypeError, ValueError) as error:
@@ -24,18 +30,21 @@ def _as_float_matrix(array, name: str) -> np.ndarray:
     if matrix.ndim != 2:
         raise InputError(f"{name} must be 2-D (features x samples), got shape {matrix.shape}")
     matrix = np.asarray(matrix, dtype=np.float64)
-    if not np.isfinite(matrix).all():
-        raise InputError(f"{name} contains NaN or infinite values")
+    if finite:
+        check_finite(matrix, name)
     return matrix
 
 
-def check_manifolds(manifolds) -> list[np.ndarray]:
+def check_manifolds(manifolds, finite: bool = True) -> list[np.ndarray]:
     """Validate P manifolds given as a list of (N, M_p) arrays or one (P, N, M) array.
 
     Parameters
     ----------
     manifolds : sequence of array_like (N, M_p), or array_like (P, N, M)
         Features x samples per manifold; M_p may differ, N may not. float32 is accepted.
+    finite : bool
+        Check that the values are finite. A caller that computes every manifold's mean anyway may
+        pass False and call :func:`check_finite` on a manifold whose mean is not finite.
 
     Returns
     -------
@@ -45,7 +54,7 @@ def check_manifolds(manifolds) -> list[np.ndarray]:
     ------
     InputError
         If there are fewer than 2 manifolds, a manifold is not 2-D, has fewer than 2 samples,
-        non-numeric or non-finite values, or the feature counts differ.
+        non-numeric or (if ``finite``) non-finite values, or the feature counts differ.
 
     Examples
     --------
@@ -58,7 +67,7 @@ def check_manifolds(manifolds) -> list[np.ndarray]:
         raise InputError(f"manifolds must be a list of (N, M) arrays or a (P, N, M) array, got {type(manifolds)}")
     if len(manifolds) < 2:
         raise InputError(f"need at least 2 manifolds, got {len(manifolds)}")
-    checked = [_as_float_matrix(m, f"manifold {p}") for p, m in enumerate(manifolds)]
+    checked = [_as_float_matrix(m, f"manifold {p}", finite) for p, m in enumerate(manifolds)]
     features = checked[0].shape[0]
     for p, matrix in enumerate(checked):
         if matrix.shape[0] != features:
