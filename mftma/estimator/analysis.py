@@ -188,7 +188,8 @@ def manifold_moments(manifolds: list[np.ndarray], reference_basis: bool, progres
 
     def moments(index):
         manifold = manifolds[index]
-        mean = manifold.mean(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below
+            mean = manifold.mean(axis=1)
         if not np.isfinite(mean).all():
             check_finite(manifold, f"manifold {index}")
             raise InputError(f"manifold {index} has values too large to average (the sum overflows)")
