@@ -23,14 +23,14 @@ _nnls_gram_device = cuda.jit(device=True)(nnls_gram)
 
 @cuda.jit
 def _solve_items(gram, gram_offset, sizes, rhs, start, rhs_offset, item_manifold, t_norm, alpha, status,
-                 first, lower, upper, vectors, order, state):
+                 first, lower, vectors, order, state):
     slot = cuda.grid(1)
     item = first + slot
     if slot < lower.shape[0] and item < item_manifold.size:
         p = item_manifold[item]
         status[item] = _nnls_gram_device(
             gram, gram_offset[p], sizes[p], rhs, start, rhs_offset[item], t_norm[item], alpha,
-            lower[slot], upper[slot], vectors[slot, 0], vectors[slot, 1], vectors[slot, 2],
+            lower[slot], vectors[slot, 0], vectors[slot, 1], vectors[slot, 2],
             vectors[slot, 3], order[slot], state[slot],
         )
 
@@ -56,14 +56,14 @@ def solve_cone_projections(points, t_vecs, kappa=0.0):
     packed = pack_problems(points, t_vecs, kappa)
     n_items = packed.item_manifold.size
     largest = int(packed.sizes.max())
-    per_item = 8 * (2 * largest * largest + 6 * largest)
+    factor_size = largest * (largest + 1) // 2
+    per_item = 8 * (factor_size + 6 * largest)
     batch = int(min(n_items, max(1, SCRATCH_BYTES // per_item)))
     device_inputs = [cuda.to_device(array) for array in packed]
     alpha = cuda.device_array(packed.rhs.shape, dtype=np.float64)
     status = cuda.device_array(n_items, dtype=np.int64)
     scratch = (
-        cuda.device_array((batch, largest * largest), dtype=np.float64),
-        cuda.device_array((batch, largest * largest), dtype=np.float64),
+        cuda.device_array((batch, factor_size), dtype=np.float64),
         cuda.device_array((batch, 4, largest), dtype=np.float64),
         cuda.device_array((batch, largest), dtype=np.int64),
         cuda.device_array((batch, largest), dtype=np.int64),

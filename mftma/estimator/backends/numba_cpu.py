@@ -42,7 +42,7 @@ CONVERGED, ITERATION_LIMIT, KKT_VIOLATED = 0, 1, 2
 _FREE, _PASSIVE, _SET_ASIDE = 0, 1, 2
 
 
-def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, upper, y, z, grad, scale, order, state):
+def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, y, z, grad, scale, order, state):
     """Solve ``min_{a >= 0} 1/2 a^T G a - a^T b`` by the Lawson-Hanson active set on the Gram matrix.
 
     The first pass takes in every column with a positive starting weight at once (the unconstrained
@@ -63,13 +63,14 @@ def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, upper, y, z, gr
         ``||t'||``, the scale of the gradients.
     alpha : 1-d float64 array
         Receives the solution at ``alpha[r0 : r0 + m]``.
-    lower, upper, y, z, grad, scale, order, state : 1-d arrays
-        Scratch of at least ``m * m`` (the first two) or ``m`` elements (the last two integer): the
-        Cholesky factor ``L`` of the passive block by rows (``L[r, c]`` at ``lower[r * m + c]``) and by
-        columns (at ``upper[c * m + r]``, with ``1 / L[r, r]`` on the diagonal: the solves multiply
+    lower, y, z, grad, scale, order, state : 1-d arrays
+        Scratch of at least ``m * (m + 1) // 2`` (the first) or ``m`` elements (the last two integer):
+        the Cholesky factor ``L`` of the passive block packed by rows (``L[r, c]`` at
+        ``lower[r * (r + 1) // 2 + c]``, with ``1 / L[r, r]`` on the diagonal: the solves multiply
         instead of dividing), ``L^-1 b_P``, the passive solution, the negative gradient ``b - G a``,
-        ``1 / ||s_j||``, the passive indices in factor order and the state of every column. Keeping
-        ``L`` both ways lets every triangular solve run along contiguous memory.
+        ``1 / ||s_j||``, the passive indices in factor order and the state of every column. A new row
+        of ``L`` is computed by dot products with the rows before it, along contiguous memory, and the
+        packed factor is small enough to stay in the L1 cache beside ``G``.
 
     Returns
     -------
@@ -105,21 +106,24 @@ def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, upper, y, z, gr
             state[enter] = _PASSIVE
             n_passive += 1
         while True:
-            # Factor the pending rows: row r solves L[r, :r] L[:r, :r]^T = G[order[r], order[:r]]. A
-            # column that depends on those before it is set aside (in exact arithmetic its gradient is 0).
+            # Factor the pending rows: row r solves L[r, :r] L[:r, :r]^T = G[order[r], order[:r]], entry by
+            # entry (a dot product with an earlier row). A column that depends on those before it is set
+            # aside (in exact arithmetic its gradient is 0).
             r = n_factored
             while r < n_passive:
                 column = order[r]
-                row = r * m
+                row = r * (r + 1) // 2
                 for c in range(r):
                     lower[row + c] = gram[g0 + column * m + order[c]]
                 norm_sq = 0.0
                 for c in range(r):
-                    value = lower[row + c] * upper[c * m + c]
+                    previous = c * (c + 1) // 2
+                    value = lower[row + c]
+                    for q in range(c):
+                        value -= lower[row + q] * lower[previous + q]
+                    value *= lower[previous + c]
                     lower[row + c] = value
                     norm_sq += value * value
-                    for q in range(c + 1, r):
-                        lower[row + q] -= upper[c * m + q] * value
                 pivot = gram[g0 + column * m + column] - norm_sq
                 if pivot <= DEPENDENCE_TOL * gram[g0 + column * m + column]:
                     state[column] = _SET_ASIDE
@@ -128,24 +132,22 @@ def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, upper, y, z, gr
                     for q in range(r, n_passive):
                         order[q] = order[q + 1]
                     continue
-                diagonal = math.sqrt(pivot)
-                lower[row + r] = diagonal
+                lower[row + r] = 1.0 / math.sqrt(pivot)
                 value = rhs[r0 + column]
                 for c in range(r):
-                    upper[c * m + r] = lower[row + c]
                     value -= lower[row + c] * y[c]
-                upper[r * m + r] = 1.0 / diagonal
-                y[r] = value * upper[r * m + r]
+                y[r] = value * lower[row + r]
                 r += 1
             n_factored = n_passive
             # Unconstrained solution on the passive set: L^T z = y.
             for r in range(n_passive):
                 z[r] = y[r]
             for r in range(n_passive - 1, -1, -1):
-                solved = z[r] * upper[r * m + r]
+                row = r * (r + 1) // 2
+                solved = z[r] * lower[row + r]
                 z[r] = solved
                 for c in range(r):
-                    z[c] -= lower[r * m + c] * solved
+                    z[c] -= lower[row + c] * solved
             # Columns that just entered (weight still 0) and get a non-positive weight leave without
             # a step; otherwise step from alpha towards z until the first passive weight reaches zero.
             fresh_out = False
@@ -339,8 +341,7 @@ def _solve_items(gram, gram_offset, sizes, rhs, start, rhs_offset, item_manifold
     n_items = item_manifold.size
     largest = sizes.max()
     for chunk in numba.prange((n_items + CHUNK - 1) // CHUNK):
-        lower = np.empty(largest * largest)
-        upper = np.empty(largest * largest)
+        lower = np.empty(largest * (largest + 1) // 2)
         vectors = np.empty((4, largest))
         order = np.empty(largest, dtype=np.int64)
         state = np.empty(largest, dtype=np.int64)
@@ -348,7 +349,7 @@ def _solve_items(gram, gram_offset, sizes, rhs, start, rhs_offset, item_manifold
             p = item_manifold[item]
             status[item] = _nnls_gram_cpu(
                 gram, gram_offset[p], sizes[p], rhs, start, rhs_offset[item], t_norm[item], alpha,
-                lower, upper, vectors[0], vectors[1], vectors[2], vectors[3], order, state,
+                lower, vectors[0], vectors[1], vectors[2], vectors[3], order, state,
             )
 
 
