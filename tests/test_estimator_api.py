@@ -102,7 +102,7 @@ def test_demo_command_prints_a_table(capsys):
 
 
 def test_both_bases_give_the_same_geometry(rng):
-    """Seeded runs use the Gram principal axes, given t vectors the reference's QR basis: same inner products."""
+    """Seeded runs factor the Gram matrix, given t vectors use the reference's QR basis: same inner products."""
     from mftma.estimator.analysis import centered_gram, reduced_points
 
     manifold = rng.standard_normal((50, 7)) + 2.0
@@ -112,3 +112,20 @@ def test_both_bases_give_the_same_geometry(rng):
     fast, reference = (reduced_points(manifold, mean, gram, origin, directions, 0) for gram in grams)
     assert fast.shape == reference.shape == (8, 7)
     np.testing.assert_allclose(fast.T @ fast, reference.T @ reference, atol=1e-12)
+
+
+@pytest.mark.parametrize("duplicated", [False, True])
+def test_gram_factor_reproduces_the_gram_matrix(rng, duplicated):
+    """Cholesky path for points in general position, eigendecomposition when they span less (duplicates)."""
+    from mftma.estimator.analysis import centered_gram, gram_factor
+
+    manifold = rng.standard_normal((30, 8)) + 3.0
+    if duplicated:
+        manifold[:, 1] = manifold[:, 0]
+    gram = centered_gram(manifold, manifold.mean(axis=1))
+    points = gram_factor(gram)
+    np.testing.assert_allclose(points.T @ points, gram, atol=1e-10)
+    np.testing.assert_allclose(points.sum(axis=1), 0.0, atol=1e-10 if not duplicated else 1e-5)
+    # continuous in the data: a float32-sized perturbation moves the points by as little
+    perturbed = gram_factor(centered_gram(manifold + 1e-7, manifold.mean(axis=1) + 1e-7))
+    np.testing.assert_allclose(perturbed, points, atol=1e-5)

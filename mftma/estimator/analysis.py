@@ -153,7 +153,7 @@ class ManifoldMoments:
     means : list of P ndarrays, each (N,)
         Mean point of each manifold.
     grams : list of P ndarrays (M_p, M_p) or None
-        :func:`centered_gram` where the manifold is reduced in its Gram principal axes (N > M_p and
+        :func:`centered_gram` where the manifold is reduced through its Gram matrix (N > M_p and
         seeded t vectors), else None.
     """
 
@@ -200,6 +200,33 @@ def manifold_moments(manifolds: list[np.ndarray], reference_basis: bool, progres
     return ManifoldMoments(list(means), list(grams))
 
 
+def gram_factor(gram: np.ndarray) -> np.ndarray:
+    """Centred points ``S`` (M, M) with ``S^T S = gram``, for a double-centred Gram matrix.
+
+    ``gram + c 1 1^T`` (c its mean diagonal) is positive definite unless the points span fewer than
+    M - 1 dimensions; its Cholesky factor, with the mean column subtracted, is such an ``S``, since
+    ``H (gram + c 1 1^T) H = gram`` for ``H = I - 1 1^T / M``. Otherwise (duplicated points, say) the
+    eigendecomposition gives it. Any such factor gives the same geometry (the points are determined
+    up to a rotation, under which Gaussian t vectors are invariant); the Cholesky one is about ten
+    times faster at M = 50 and, like the eigendecomposition, changes continuously with the data.
+
+    Parameters
+    ----------
+    gram : ndarray, (M, M)
+        Symmetric positive semidefinite, with rows summing to zero.
+
+    Returns
+    -------
+    ndarray, (M, M)
+    """
+    try:
+        factor = np.linalg.cholesky(gram + np.trace(gram) / len(gram)).T
+    except np.linalg.LinAlgError:
+        eigenvalues, vectors = np.linalg.eigh(gram)
+        return (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))).T[::-1]
+    return factor - factor.mean(axis=1, keepdims=True)
+
+
 def reduced_points(
     manifold: np.ndarray,
     mean: np.ndarray,
@@ -218,10 +245,10 @@ def reduced_points(
     mean : ndarray, (N,)
         Its mean point.
     gram : ndarray, (M, M), or None
-        Its :func:`centered_gram`: the points are expressed in the principal axes of their Gram
-        matrix (N > M, seeded t vectors). None: in the basis of their economic QR factorisation
+        Its :func:`centered_gram`: the points are the factor of their Gram matrix (:func:`gram_factor`;
+        N > M, seeded t vectors). None: in the basis of their economic QR factorisation
         (``Q^T S = R``) when N > M, the reference's coordinates, which given t vectors refer to; both
-        give the same geometry (same pairwise inner products), the first about ten times faster.
+        give the same geometry (same pairwise inner products), the first many times faster.
     origin : ndarray, (N,)
         Mean of all points of all manifolds.
     directions : ndarray, (N, K)
@@ -235,9 +262,7 @@ def reduced_points(
     """
     features, samples = manifold.shape
     if gram is not None:
-        removed = removed_structure_gram(manifold, mean, gram, origin, directions, index)
-        eigenvalues, vectors = np.linalg.eigh(removed)
-        points = (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))).T[::-1]
+        points = gram_factor(removed_structure_gram(manifold, mean, gram, origin, directions, index))
     else:
         points = remove_center_structure(manifold, origin, directions, index)
         if features > samples:
