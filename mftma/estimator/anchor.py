@@ -12,6 +12,7 @@ import math
 
 import numba
 import numpy as np
+from numba.typed import List
 
 from mftma.estimator.backends import cone_projection_solver
 
@@ -130,6 +131,20 @@ def geometry_from_anchor_points(
     return capacity, radius, dimension
 
 
+@numba.njit(parallel=True, cache=True)
+def _manifold_geometries(points, t_vecs, residuals, kappa):
+    """Capacity, radius and dimension (rows) of every manifold (columns), manifolds in parallel."""
+    geometry = np.empty((3, len(points)))
+    for index in numba.prange(len(points)):
+        p = np.int64(index)  # (typed lists take signed indices)
+        anchors = anchor_points(points[p], t_vecs[p], residuals[p], kappa)
+        capacity, radius, dimension = geometry_from_anchor_points(t_vecs[p], anchors, kappa)
+        geometry[0, p] = capacity
+        geometry[1, p] = radius
+        geometry[2, p] = dimension
+    return geometry
+
+
 def anchor_geometry(points, t_vecs, kappa=0.0, backend="auto"):
     """Capacity, radius and dimension of each manifold from its anchor points.
 
@@ -161,10 +176,10 @@ def anchor_geometry(points, t_vecs, kappa=0.0, backend="auto"):
     """
     kappa = float(kappa)
     residuals = cone_projection_solver(backend)(points, t_vecs, kappa)
-    geometry = np.empty((3, len(points)), dtype=np.float64)
-    for p, (s, t, r) in enumerate(zip(points, t_vecs, residuals)):
-        geometry[:, p] = geometry_from_anchor_points(t, anchor_points(s, t, r, kappa), kappa)
-    capacity, radius, dimension = geometry
+    lists = [
+        List(np.ascontiguousarray(a, dtype=np.float64) for a in arrays) for arrays in (points, t_vecs, residuals)
+    ]
+    capacity, radius, dimension = _manifold_geometries(*lists, kappa)
     return capacity, radius, dimension
 
 
