@@ -107,8 +107,9 @@ def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, y, z, grad, sca
             n_passive += 1
         while True:
             # Factor the pending rows: row r solves L[r, :r] L[:r, :r]^T = G[order[r], order[:r]], entry by
-            # entry (a dot product with an earlier row). A column that depends on those before it is set
-            # aside (in exact arithmetic its gradient is 0).
+            # entry (a dot product with an earlier row), and y[r] = (b_r - L[r, :r] y[:r]) / L[r, r]
+            # accumulates alongside. A column that depends on those before it is set aside (in exact
+            # arithmetic its gradient is 0).
             r = n_factored
             while r < n_passive:
                 column = order[r]
@@ -116,14 +117,29 @@ def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, y, z, grad, sca
                 for c in range(r):
                     lower[row + c] = gram[g0 + column * m + order[c]]
                 norm_sq = 0.0
-                for c in range(r):
-                    previous = c * (c + 1) // 2
+                projected = rhs[r0 + column]
+                c = 0
+                while c < r:
+                    # Entries c and c + 1 side by side: two independent dot products with the entries
+                    # before them (each gets the same operations, in the same order, as on its own).
+                    first = c * (c + 1) // 2
+                    pair = c + 1 < r
+                    second = first + c + 1 if pair else first
                     value = lower[row + c]
+                    following = lower[row + c + 1] if pair else value
                     for q in range(c):
-                        value -= lower[row + q] * lower[previous + q]
-                    value *= lower[previous + c]
+                        value -= lower[row + q] * lower[first + q]
+                        following -= lower[row + q] * lower[second + q]
+                    value *= lower[first + c]
                     lower[row + c] = value
                     norm_sq += value * value
+                    projected -= value * y[c]
+                    if pair:
+                        following = (following - value * lower[second + c]) * lower[second + c + 1]
+                        lower[row + c + 1] = following
+                        norm_sq += following * following
+                        projected -= following * y[c + 1]
+                    c += 2
                 pivot = gram[g0 + column * m + column] - norm_sq
                 if pivot <= DEPENDENCE_TOL * gram[g0 + column * m + column]:
                     state[column] = _SET_ASIDE
@@ -133,10 +149,7 @@ def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, y, z, grad, sca
                         order[q] = order[q + 1]
                     continue
                 lower[row + r] = 1.0 / math.sqrt(pivot)
-                value = rhs[r0 + column]
-                for c in range(r):
-                    value -= lower[row + c] * y[c]
-                y[r] = value * lower[row + r]
+                y[r] = projected * lower[row + r]
                 r += 1
             n_factored = n_passive
             # Unconstrained solution on the passive set: L^T z = y.
