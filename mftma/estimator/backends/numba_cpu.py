@@ -159,8 +159,9 @@ def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, y, z, grad, sca
                 row = r * (r + 1) // 2
                 solved = z[r] * lower[row + r]
                 z[r] = solved
+                entries = lower[row:row + r]
                 for c in range(r):
-                    z[c] -= lower[row + c] * solved
+                    z[c] -= entries[c] * solved
             # Columns that just entered (weight still 0) and get a non-positive weight leave without
             # a step; otherwise step from alpha towards z until the first passive weight reaches zero.
             fresh_out = False
@@ -203,13 +204,17 @@ def nnls_gram(gram, g0, m, rhs, start, r0, t_norm, alpha, lower, y, z, grad, sca
                     kept += 1
             n_passive = kept
         warm = False
+        # (The loops over columns index views from 0: the compiler can drop the negative-index checks
+        # and vectorise them.)
+        own_rhs = rhs[r0:r0 + m]
         for j in range(m):
-            grad[j] = rhs[r0 + j]
+            grad[j] = own_rhs[j]
         for r in range(n_passive):
             weight = alpha[r0 + order[r]]
             base = g0 + order[r] * m
+            gram_row = gram[base:base + m]
             for j in range(m):
-                grad[j] -= gram[base + j] * weight
+                grad[j] -= gram_row[j] * weight
     if status == CONVERGED:
         # KKT: gradient <= 0 on free columns and = 0 on passive ones (alpha > 0 there by construction).
         limit = KKT_TOL * t_norm
