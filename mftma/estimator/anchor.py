@@ -24,12 +24,44 @@ S_NORM_EPS = 1e-12
 
 @numba.njit(cache=True)
 def _column_dots(a: np.ndarray, b: np.ndarray, rows: int) -> np.ndarray:
-    """``sum(a[:rows] * b[:rows], axis=0)``, summed row after row like numpy's."""
+    """``sum(a[:rows] * b[:rows], axis=0)``, summed row after row like numpy's (to the last bit)."""
     dots = np.zeros(a.shape[1])
     for i in range(rows):
         for k in range(a.shape[1]):
             dots[k] += a[i, k] * b[i, k]
     return dots
+
+
+@numba.njit(cache=True)
+def _pairwise_sum(values: np.ndarray) -> float:
+    """numpy's pairwise summation of a 1-d array: the same additions in the same order as ``np.sum``."""
+    n = values.size
+    if n < 8:
+        total = 0.0
+        for value in values:
+            total += value
+        return total
+    if n <= 128:
+        partial = values[:8].copy()
+        i = 8
+        while i < n - n % 8:
+            partial += values[i:i + 8]
+            i += 8
+        total = ((partial[0] + partial[1]) + (partial[2] + partial[3])) + (
+            (partial[4] + partial[5]) + (partial[6] + partial[7])
+        )
+        for value in values[i:]:
+            total += value
+        return total
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(values[:half]) + _pairwise_sum(values[half:])
+
+
+@numba.njit(cache=True)
+def _mean(values: np.ndarray) -> float:
+    """``np.mean`` of a 1-d array, to the last bit."""
+    return _pairwise_sum(values) / values.size
 
 
 @numba.njit(cache=True)
@@ -115,19 +147,19 @@ def geometry_from_anchor_points(
     margin = np.maximum(_column_dots(t_vec, anchors, rows) + kappa, 0.0)
     norm_sq = _column_dots(anchors, anchors, rows)
     terms = np.where(norm_sq > 0, margin**2 / np.where(norm_sq > 0, norm_sq, 1.0), 0.0)
-    capacity = 1.0 / np.mean(terms)
+    capacity = 1.0 / _mean(terms)
 
     t_norm = np.sqrt(_column_dots(t_vec, t_vec, dim))
     s_norm = np.sqrt(_column_dots(anchors, anchors, dim) + S_NORM_EPS)
     deviation_sq = np.zeros(n_t)
     cosine = np.zeros(n_t)
     for i in range(dim):
-        centre = np.mean(anchors[i])
+        centre = _mean(anchors[i])
         for k in range(n_t):
             deviation_sq[k] += ((anchors[i, k] - centre) / anchors[dim, k]) ** 2
             cosine[k] += (t_vec[i, k] / t_norm[k]) * (anchors[i, k] / s_norm[k])
-    radius = math.sqrt(np.mean(deviation_sq))
-    dimension = dim * np.mean(cosine) ** 2
+    radius = math.sqrt(_mean(deviation_sq))
+    dimension = dim * _mean(cosine) ** 2
     return capacity, radius, dimension
 
 
