@@ -208,9 +208,8 @@ def anchor_geometry(points, t_vecs, kappa=0.0, backend="auto"):
     """
     kappa = float(kappa)
     residuals = cone_projection_solver(backend)(points, t_vecs, kappa)
-    lists = [
-        List(np.ascontiguousarray(a, dtype=np.float64) for a in arrays) for arrays in (points, t_vecs, residuals)
-    ]
+    groups = (points, t_vecs, residuals)
+    lists = [List(np.ascontiguousarray(a, dtype=np.float64) for a in group) for group in groups]
     capacity, radius, dimension = _manifold_geometries(*lists, kappa)
     return capacity, radius, dimension
 
