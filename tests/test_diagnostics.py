@@ -112,7 +112,7 @@ def test_simcap_command(tmp_path, capsys):
     balls = synthetic_manifolds("ball", 8, 40, 4, radius=0.5, dimension=3, seed=1)
     np.savez(tmp_path / "layer.npz", manifolds=balls)
     output = tmp_path / "simcap.json"
-    arguments = ["simcap", str(tmp_path / "layer.npz"), "--precision", "0.2", "--n-t", "50", "--n-reps", "1",
+    arguments = ["simcap", str(tmp_path / "layer.npz"), "--precision", "0.2", "--n-t", "400", "--n-reps", "1",
                  "--jobs", "1", "--no-progress", "--json", str(output)]
     assert main(arguments) == 0
     printed = capsys.readouterr().out
