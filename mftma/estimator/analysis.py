@@ -301,6 +301,31 @@ def processed_points(
     return map_in_threads(process, len(manifolds), "reduce", progress)
 
 
+def seeded_t_vecs(dims: list[int], n_t: int, seed: np.random.SeedSequence, progress: bool = False) -> list[np.ndarray]:
+    """Gaussian t vectors, (dims[p], n_t) for manifold p, drawn in parallel threads.
+
+    Each manifold draws from its own child of ``seed``, so the result does not depend on the threads.
+
+    Parameters
+    ----------
+    dims : list of int
+        Rows of every manifold's processed points.
+    n_t : int
+        t vectors per manifold.
+    seed : numpy.random.SeedSequence
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of ndarray
+    """
+    generators = [np.random.default_rng(child) for child in seed.spawn(len(dims))]
+    return map_in_threads(
+        lambda p: generators[p].standard_normal((dims[p], n_t)), len(dims), "t vectors", progress
+    )
+
+
 def analyze_manifolds(
     manifolds,
     kappa: float = 0.0,
@@ -373,7 +398,7 @@ def _analyze(manifolds, kappa, n_t, t_vecs, n_reps, seed, backend, progress) -> 
     if given:
         t_vecs = check_t_vecs(t_vecs, dims, n_t)
     resolved = select_backend(backend)
-    structure_rng, t_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    structure_seed, t_seed = np.random.SeedSequence(seed).spawn(2)
     timings = {"validation": time.perf_counter() - start}
 
     stage = time.perf_counter()
@@ -381,13 +406,15 @@ def _analyze(manifolds, kappa, n_t, t_vecs, n_reps, seed, backend, progress) -> 
     timings["moments"] = time.perf_counter() - stage
 
     stage = time.perf_counter()
-    structure = low_rank_center_structure(np.column_stack(moments.means), n_reps, structure_rng, progress)
+    structure = low_rank_center_structure(
+        np.column_stack(moments.means), n_reps, np.random.default_rng(structure_seed), progress
+    )
     timings["center_structure"] = time.perf_counter() - stage
 
     stage = time.perf_counter()
     points = processed_points(checked, moments, structure.directions, progress)
     if not given:
-        t_vecs = [t_rng.standard_normal((rows, n_t)) for rows in dims]
+        t_vecs = seeded_t_vecs(dims, n_t, t_seed, progress)
     timings["reduction"] = time.perf_counter() - stage
 
     stage = time.perf_counter()

@@ -506,5 +506,21 @@ def removed_structure_gram(
         If the projected center is zero.
     """
     norm = _projected_center_norm(mean - origin, directions, index)
-    along = directions.T @ manifold - (directions.T @ mean)[:, None]
+    along = _transposed_product(directions, manifold) - (directions.T @ mean)[:, None]
     return (centered_gram - along.T @ along) / norm**2
+
+
+@numba.njit(nogil=True, cache=True)
+def _transposed_product(directions, manifold):
+    """``directions.T @ manifold`` (K, M) in one pass over the rows of a C-ordered manifold.
+
+    Without the GIL, so that the threads reducing manifolds run in parallel (numpy's product of a
+    few directions with a manifold did not speed up with a second thread).
+    """
+    product = np.zeros((directions.shape[1], manifold.shape[1]))
+    for i in range(manifold.shape[0]):
+        for k in range(directions.shape[1]):
+            weight = directions[i, k]
+            for j in range(manifold.shape[1]):
+                product[k, j] += weight * manifold[i, j]
+    return product
