@@ -172,20 +172,34 @@ def largest_rank(coordinates: np.ndarray) -> int:
 def _cost_terms(coordinates, gram, directions, with_gradient):
     """F(V) and, if ``with_gradient``, ``dF/dc = 2 diag(b / c0) c - 2 A c`` for ``c = X V``.
 
-    With ``R = C - c c^T``, ``A = R / (c0 c0^T)`` and ``b`` the row sums of ``R * A``, all in
-    matrix products. The diagonal of ``A`` and ``b`` may be left in the gradient: its two
-    contributions cancel.
+    With ``R = C - c c^T``, ``A = R / (c0 c0^T)`` and ``b`` the row sums of ``R * A`` (a matrix-vector
+    product). The diagonal of ``A`` and ``b`` may be left in the gradient: its two contributions
+    cancel.
     """
-    count = coordinates.shape[0]
+    count, rank = coordinates.shape[0], directions.shape[1]
     projections = coordinates @ directions
-    residual = gram - projections @ projections.T
     inverse = np.empty(count)
     for mu in range(count):
-        if residual[mu, mu] <= RESIDUAL_FLOOR * gram[mu, mu]:
+        norm = gram[mu, mu]
+        for k in range(rank):
+            norm -= projections[mu, k] ** 2
+        if norm <= RESIDUAL_FLOOR * gram[mu, mu]:
             # A center (numerically) inside the span of V: the cost's barrier, F = +inf.
             return np.inf, np.zeros_like(projections)
-        inverse[mu] = 1.0 / residual[mu, mu]
-    row_sums = inverse * ((residual * residual) @ inverse)
+        inverse[mu] = 1.0 / norm
+    # R and R * R row by row, each row one vectorised pass per direction.
+    transposed = np.ascontiguousarray(projections.T)
+    residual = gram.copy()
+    squared = np.empty_like(gram)
+    for mu in range(count):
+        row = residual[mu]
+        for k in range(rank):
+            weight, column = projections[mu, k], transposed[k]
+            for nu in range(count):
+                row[nu] -= weight * column[nu]
+        for nu in range(count):
+            squared[mu, nu] = row[nu] * row[nu]
+    row_sums = inverse * (squared @ inverse)
     cost = 0.5 * np.sum(row_sums)
     if not with_gradient:
         return cost, projections
@@ -234,10 +248,10 @@ def _inner(first, second):
 
 @numba.njit(cache=True)
 def _add_scaled(target, scale, addend):
-    """``target += scale * addend`` in place."""
-    for i in range(target.shape[0]):
-        for j in range(target.shape[1]):
-            target[i, j] += scale * addend[i, j]
+    """``target += scale * addend`` in place, for contiguous matrices (one flat, vectorised loop)."""
+    flat_target, flat_addend = target.reshape(-1), addend.reshape(-1)
+    for i in range(flat_target.size):
+        flat_target[i] += scale * flat_addend[i]
 
 
 @numba.njit(cache=True)
