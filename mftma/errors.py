@@ -1,4 +1,4 @@
-"""Exceptions that mftma raises for bad input; the CLI prints them without a traceback."""
+"""Exceptions that mftma raises for bad input (the CLI prints them without a traceback), and its warning."""
 
 
 class MFTMAError(Exception):
@@ -11,3 +11,7 @@ class InputError(MFTMAError, ValueError):
 
 class DataFileError(MFTMAError, OSError):
     """A file is missing, corrupt, foreign to mftma, or stale with respect to its run."""
+
+
+class MFTMAWarning(UserWarning):
+    """A result is computed but may mislead (for instance an outlier radius); the message says why."""

@@ -149,3 +149,17 @@ def test_zero_center_is_an_input_error(rng):
     manifold = rng.standard_normal((5, 4))
     with pytest.raises(InputError, match="manifold 3"):
         remove_center_structure(manifold, manifold.mean(axis=1), np.zeros((5, 0)), index=3)
+
+
+def test_a_center_mostly_removed_warns(rng):
+    from mftma.errors import MFTMAWarning
+
+    directions = np.linalg.qr(rng.standard_normal((15, 1)))[0]
+    origin = np.zeros(15)
+    orthogonal = rng.standard_normal(15)
+    orthogonal -= directions[:, 0] * (directions[:, 0] @ orthogonal)
+    center = 3.0 * directions[:, 0] + 1e-3 * orthogonal / np.linalg.norm(orthogonal)
+    manifold = center[:, None] + 0.1 * rng.standard_normal((15, 6))
+    manifold += (center - manifold.mean(axis=1))[:, None]
+    with pytest.warns(MFTMAWarning, match="manifold 3: removing the common center directions leaves 0.03%"):
+        remove_center_structure(manifold, origin, directions, index=3)

@@ -26,13 +26,13 @@ gradient on the golden cases.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numba
 import numpy as np
-import scipy.linalg
 
-from mftma.errors import InputError
+from mftma.errors import InputError, MFTMAWarning
 
 #: Rank search stops once the residual correlation rose this many times in a row (reference).
 RISES_TO_STOP = 3
@@ -52,6 +52,9 @@ MAX_BACKTRACKS = 30
 MEMORY = 10
 #: A center keeping less than this fraction of its squared norm outside V makes the cost +inf.
 RESIDUAL_FLOOR = 1e-12
+#: A manifold whose center keeps less than this fraction of its norm after the common directions are
+#: removed gets a warning (its radius is relative to that remainder).
+KEPT_NORM_WARNING = 0.01
 
 
 @dataclass(frozen=True)
@@ -448,12 +451,24 @@ def low_rank_center_structure(
 
 
 def _projected_center_norm(center: np.ndarray, directions: np.ndarray, index: int) -> float:
-    """Norm of a center (relative to the mean of all points) without the common directions."""
+    """Norm of a center (relative to the mean of all points) without the common directions.
+
+    Warns (:class:`~mftma.errors.MFTMAWarning`) when less than :data:`KEPT_NORM_WARNING` of the norm is
+    left: the manifold is normalised by that remainder, so its radius comes out very large.
+    """
     norm = float(np.linalg.norm(center - directions @ (directions.T @ center)))
     if norm == 0.0:
         raise InputError(
             f"manifold {index}: its center coincides with the mean of all points after removing the "
             "common center structure, so it cannot be normalised; drop it or check the data"
+        )
+    full = float(np.linalg.norm(center))
+    if norm < KEPT_NORM_WARNING * full:
+        warnings.warn(
+            f"manifold {index}: removing the common center directions leaves {norm / full:.2%} of its "
+            "center's norm; its radius and dimension are measured against that remainder and may be outliers",
+            MFTMAWarning,
+            stacklevel=2,
         )
     return norm
 
