@@ -40,7 +40,8 @@ def figure(accuracy, geometry):
                                     & (geometry["at"] == at)].sort_values("num_parameters")
                     ax.plot(rows["num_parameters"], rows["value"], linestyle=style, marker="o", markersize=2.5,
                             color=subset_color(subset), label=f"{subset}" if at == "final" else None)
-            ax.set(ylabel=f"{metric_label(metric)} ({layer})", xscale="log")
+            ax.set(ylabel=f"{metric_label(metric)} ({layer})", xscale="log",
+                   yscale="log" if metric == "radius" else "linear")  # one outlying manifold must not flatten the rest
             ax.legend(frameon=False, ncols=2, title="solid: last epoch, dashed: best")
         axes[-1].set_xlabel("parameters")
         for ax in axes:
