@@ -29,6 +29,7 @@ from mftma.cache.projection import DEFAULT_CACHE_BYTES, BatchReducer, LayerReduc
 from mftma.cache.reader import CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_key, open_cache_file
 from mftma.errors import DataFileError, InputError
 from mftma.experiments.subsets import sample_subsets
+from mftma.run_lock import run_directory_lock
 
 #: lzf (built into h5py) compresses activations to ~75 % at ~2x the speed of gzip level 1 (~67 %); the
 #: default run's caching time is dominated by compression (benchmarks/bench_cache.py).
@@ -92,22 +93,24 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
     InputError
         Unknown epochs, layers or subsets, or invalid settings.
     DataFileError
-        The existing cache is corrupt, foreign or stale, or writing failed (e.g. disk full); entries
-        already marked complete stay valid.
+        The existing cache is corrupt, foreign or stale, another process writes into the run directory
+        (see :mod:`mftma.run_lock`), or writing failed (e.g. disk full); entries already marked complete
+        stay valid.
     """
-    settings = resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool)
-    samples = _draw_samples(run, settings)
-    settings = replace(settings, P=len(next(iter(samples.values())).classes))  # None -> all classes, explicit
-    path = Path(run.path) / CACHE_FILE
-    if rebuild and path.exists():
-        _move_aside(path)
-    if not path.exists():
-        _create(path, run, settings)
-    with open_cache_file(path, "r+") as h5:
-        _check_fresh(h5, path, run, settings)
-        _store_samples(h5, path, samples)
-        _EpochWriter(h5, run, settings, samples, cache_bytes, progress).write_all()
-    return path
+    with run_directory_lock(run, "activation caching"):
+        settings = resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool)
+        samples = _draw_samples(run, settings)
+        settings = replace(settings, P=len(next(iter(samples.values())).classes))  # None -> all classes
+        path = Path(run.path) / CACHE_FILE
+        if rebuild and path.exists():
+            _move_aside(path)
+        if not path.exists():
+            _create(path, run, settings)
+        with open_cache_file(path, "r+") as h5:
+            _check_fresh(h5, path, run, settings)
+            _store_samples(h5, path, samples)
+            _EpochWriter(h5, run, settings, samples, cache_bytes, progress).write_all()
+        return path
 
 
 def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool) -> CacheSettings:

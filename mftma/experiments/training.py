@@ -45,6 +45,7 @@ from mftma.experiments.run import (
     Run,
     load_training_data,
 )
+from mftma.run_lock import LOCK_FILE, run_directory_lock
 
 _EVAL_BATCH = 1024
 
@@ -81,10 +82,16 @@ def train(
         ``run_dir`` holds a run with different settings, or the settings are invalid (unknown data set or
         model names...).
     DataFileError
-        ``run_dir`` is a non-empty folder that is not a run, or a file cannot be written (disk full); files
-        written before stay intact.
+        ``run_dir`` is a non-empty folder that is not a run, another process writes into it (see
+        :mod:`mftma.run_lock`), or a file cannot be written (disk full); files written before stay intact.
     """
     run_dir = Path(run_dir)
+    with run_directory_lock(run_dir, "training", create=True):
+        return _train(config, run_dir, progress, on_epoch_end)
+
+
+def _train(config: RunConfig, run_dir: Path, progress: bool, on_epoch_end) -> Run:
+    """The body of :func:`train`, run while holding the run directory's lock."""
     settings = config.training
     stored_metadata = _check_run_dir(config, run_dir)
     if settings.num_threads is not None:
@@ -327,7 +334,7 @@ def _check_run_dir(config: RunConfig, run_dir: Path) -> dict | None:
                 f"{config.settings_hash()}{_differences(run_dir, config)}); choose another --out directory"
             )
         return metadata
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(path.name != LOCK_FILE for path in run_dir.iterdir()):
         raise DataFileError(f"{run_dir} is not empty and not an mftma run directory; refusing to write into it")
     run_dir.mkdir(parents=True, exist_ok=True)
     return None

@@ -33,6 +33,7 @@ from mftma.errors import DataFileError, InputError
 from mftma.atomic import atomic_path
 from mftma.pipeline.results import results_dir, save_results, validate_results
 from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER
+from mftma.run_lock import run_directory_lock
 
 CELLS_DIRNAME = "cells"
 SETTINGS_FILE = "settings.json"
@@ -116,7 +117,8 @@ def analyze_run(
     InputError
         Bad settings, or names that are not in the cache.
     DataFileError
-        The activation cache is missing, foreign or incomplete for a requested cell.
+        The activation cache is missing, foreign or incomplete for a requested cell, or another
+        process writes into the run directory (see :mod:`mftma.run_lock`).
 
     Examples
     --------
@@ -128,19 +130,20 @@ def analyze_run(
     _check_settings(kappa, n_t, n_reps, seed, n_workers)
     run_dir = pathlib.Path(run_dir)
     cache_path = run_dir / CACHE_FILE
-    with ActivationCache(cache_path) as cache:
-        cells = select_cells(cache, epochs, layers, subsets)
-        probe = _probe_settings(cache, cells, probe_folds, probe_C, seed) if probes else None
-        settings = analysis_settings(cache, kappa=kappa, n_t=n_t, n_reps=n_reps, seed=seed, probe=probe)
-    store = CellStore(results_dir(run_dir) / CELLS_DIRNAME, settings)
-    pending = [cell for cell in cells if not store.has(cell)]
-    if pending:
-        tasks = _Tasks(cache_path, settings, store, on_cell_done)
-        with _client(scheduler, min(n_workers or _core_count(), len(pending)), processes) as client:
-            tasks.run(client, pending, done=len(cells) - len(pending), progress=progress)
-    table = store.table(run_name=run_dir.resolve().name)
-    save_results(run_dir, table)
-    return table
+    with run_directory_lock(run_dir, "analysis"):
+        with ActivationCache(cache_path) as cache:
+            cells = select_cells(cache, epochs, layers, subsets)
+            probe = _probe_settings(cache, cells, probe_folds, probe_C, seed) if probes else None
+            settings = analysis_settings(cache, kappa=kappa, n_t=n_t, n_reps=n_reps, seed=seed, probe=probe)
+        store = CellStore(results_dir(run_dir) / CELLS_DIRNAME, settings)
+        pending = [cell for cell in cells if not store.has(cell)]
+        if pending:
+            tasks = _Tasks(cache_path, settings, store, on_cell_done)
+            with _client(scheduler, min(n_workers or _core_count(), len(pending)), processes) as client:
+                tasks.run(client, pending, done=len(cells) - len(pending), progress=progress)
+        table = store.table(run_name=run_dir.resolve().name)
+        save_results(run_dir, table)
+        return table
 
 
 def select_cells(cache, epochs=None, layers=None, subsets=None) -> list[Cell]:

@@ -120,6 +120,9 @@ def quickstart(out_dir, profile: str = "full", config=None, progress: bool = Tru
     ------
     InputError
         Unknown profile, or ``OUT/run`` holds a run with other settings.
+    DataFileError
+        Another process writes into ``OUT/run`` (its lock is held for the whole pipeline, see
+        :mod:`mftma.run_lock`).
     """
     from mftma.cache import cache_activations
     from mftma.atomic import atomic_write_text
@@ -127,6 +130,7 @@ def quickstart(out_dir, profile: str = "full", config=None, progress: bool = Tru
     from mftma.experiments.training import train
     from mftma.pipeline.analyze import analyze_run
     from mftma.pipeline.rollback import rollback
+    from mftma.run_lock import run_directory_lock
 
     if profile not in PROFILES:
         raise InputError(f"unknown quickstart profile {profile!r}; choose one of {list(PROFILES)}")
@@ -135,19 +139,20 @@ def quickstart(out_dir, profile: str = "full", config=None, progress: bool = Tru
     run_config = load_config(settings.config if config is None else config)
     stage = _Stages(progress)
     began = time.perf_counter()
-    run = stage("train", train, run_config, out_dir / RUN_DIRNAME, progress=progress)
-    epochs = analysed_epochs(run, settings.log_epochs)
-    stage("cache", cache_activations, run, epochs=epochs, progress=progress)
-    results = stage("analyze", analyze_run, run.path, epochs=epochs, n_t=settings.n_t, n_reps=settings.n_reps,
-                    processes=settings.processes, progress=progress)
-    table = stage("rollback", rollback, run, progress=progress)
-    figures = stage("plot", _plot, run.path, settings.formats)
-    summary = summarize(run, results, table)
-    summary["profile"] = {"name": profile, **asdict(settings), "config": str(config or settings.config)}
-    summary["analysed_epochs"] = epochs
-    summary["timings_s"] = {**stage.seconds, "total": round(time.perf_counter() - began, 2)}
-    summary["files"] = {"run_dir": RUN_DIRNAME, "figures": sorted(str(p.relative_to(out_dir)) for p in figures)}
-    atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False))
+    with run_directory_lock(out_dir / RUN_DIRNAME, "quickstart", create=True):
+        run = stage("train", train, run_config, out_dir / RUN_DIRNAME, progress=progress)
+        epochs = analysed_epochs(run, settings.log_epochs)
+        stage("cache", cache_activations, run, epochs=epochs, progress=progress)
+        results = stage("analyze", analyze_run, run.path, epochs=epochs, n_t=settings.n_t, n_reps=settings.n_reps,
+                        processes=settings.processes, progress=progress)
+        table = stage("rollback", rollback, run, progress=progress)
+        figures = stage("plot", _plot, run.path, settings.formats)
+        summary = summarize(run, results, table)
+        summary["profile"] = {"name": profile, **asdict(settings), "config": str(config or settings.config)}
+        summary["analysed_epochs"] = epochs
+        summary["timings_s"] = {**stage.seconds, "total": round(time.perf_counter() - began, 2)}
+        summary["files"] = {"run_dir": RUN_DIRNAME, "figures": sorted(str(p.relative_to(out_dir)) for p in figures)}
+        atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False))
     return summary
 
 

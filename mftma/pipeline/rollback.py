@@ -34,6 +34,7 @@ import torch
 from mftma.errors import DataFileError, InputError
 from mftma.atomic import atomic_write
 from mftma.pipeline.results import results_dir
+from mftma.run_lock import run_directory_lock
 
 DIRECTIONS = ("last", "first")
 ROLLBACK_SUBSETS = ("test", "unpermuted", "permuted", "restored")
@@ -213,7 +214,8 @@ def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool
     InputError
         An unknown direction or k outside 0..L.
     DataFileError
-        An epoch without checkpoint, or an unreadable run directory.
+        An epoch without checkpoint, an unreadable run directory, or another process writes into it (see
+        :mod:`mftma.run_lock`).
     """
     run, cells = _cells(run, ks, epochs, directions)
     sets = _EvaluationSets(run)
@@ -280,6 +282,12 @@ def _fill(run, spec: _Table, cells, measure, covers, progress: bool) -> pd.DataF
     A cell is finished when the table has rows for it (from the current final checkpoint) and, if
     ``covers = (column, values)`` is given, those rows cover every value of that column.
     """
+    with run_directory_lock(run, spec.name.replace("_", " ")):
+        return _fill_locked(run, spec, cells, measure, covers, progress)
+
+
+def _fill_locked(run, spec: _Table, cells, measure, covers, progress: bool) -> pd.DataFrame:
+    """:func:`_fill` while holding the run directory's lock (the table is read, extended and saved)."""
     from tqdm.auto import tqdm
 
     final = run.checkpoint_epochs()[-1]

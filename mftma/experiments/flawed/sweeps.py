@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from mftma.errors import InputError
 from mftma.experiments.flawed.experiment import check_samples, local_scheduler, train_run, write_table
 from mftma.probes.concept import DEFAULT_FOLDS, METHODS
+from mftma.run_lock import run_directory_lock
 
 #: Corruption kinds of :func:`corruption_experiment`, in the order of Zhang et al.'s Fig. 1.
 CORRUPTION_KINDS = ("none", "permute", "random_labels", "shuffle_pixels", "random_pixels", "gaussian")
@@ -69,9 +70,10 @@ def analyze_epochs(run, epochs, *, layers=None, subsets=None, n_t=200, n_reps=10
     present = available_subsets(run.corruption())
     subsets = [subset for subset in (subsets or run.config.cache.subsets) if subset in present]
     numbers = sorted(set(resolved.values()))
-    cache_activations(run, epochs=numbers, layers=layers, subsets=subsets, progress=progress)
-    table = analyze_run(run.path, epochs=numbers, layers=layers, subsets=subsets, n_t=n_t, n_reps=n_reps, seed=seed,
-                        probes=probes, scheduler=scheduler, progress=progress)
+    with run_directory_lock(run, "activation caching and analysis"):
+        cache_activations(run, epochs=numbers, layers=layers, subsets=subsets, progress=progress)
+        table = analyze_run(run.path, epochs=numbers, layers=layers, subsets=subsets, n_t=n_t, n_reps=n_reps,
+                            seed=seed, probes=probes, scheduler=scheduler, progress=progress)
     return pd.concat([table[table["epoch"] == number].assign(at=name) for name, number in resolved.items()],
                      ignore_index=True)
 
