@@ -82,3 +82,14 @@ def test_bad_settings_and_shapes_raise_input_errors():
     reducer = BatchReducer(LayerReduction.plan("fc", (10,), projection_dim=5))
     with pytest.raises(InputError, match="shape"):
         reducer(torch.zeros(2, 11))
+
+
+def test_projection_does_not_depend_on_the_thread_count(rng, monkeypatch):
+    from mftma.cache import projection
+
+    x = rng.standard_normal((6, 5 * BLOCK_ROWS + 3)).astype(np.float32)
+    outputs = []
+    for threads in (1, 3):
+        monkeypatch.setattr(projection, "PROJECTION_THREADS", threads)
+        outputs.append(RandomProjection(x.shape[1], 40, layer_seed(1, "conv"), cache_bytes=0)(x))
+    np.testing.assert_array_equal(outputs[0], outputs[1])

@@ -16,13 +16,17 @@ A layer with ``d_in = 10^6`` features would need a ``10^6 × 5000`` matrix (20 G
 defined row block by row block: block ``b`` (rows ``b·BLOCK_ROWS`` to ``(b+1)·BLOCK_ROWS``) is drawn from
 its own counter-based stream ``SeedSequence([seed, crc32(layer)], spawn_key=(b,))``, so any block can be
 regenerated on its own, and ``x @ W = Σ_b x[:, rows_b] @ W_b`` is accumulated one block at a time. Memory
-is one batch of activations plus one block plus the (batch, d_out) output. Blocks of matrices no larger
-than ``cache_bytes`` are kept for reuse across batches; larger matrices are regenerated per batch (the
-result is bitwise the same either way: same blocks, same summation order).
+is one batch of activations plus a few blocks plus the (batch, d_out) output. Blocks of matrices no larger
+than ``cache_bytes`` are kept for reuse across batches; larger matrices are regenerated per batch. Blocks
+are drawn and multiplied in parallel threads, and their products summed in block order, so the result is
+bitwise the same whether blocks are kept or regenerated and whatever the number of threads.
 """
 from __future__ import annotations
 
+import os
 import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +39,9 @@ BLOCK_ROWS = 512
 
 #: Default budget for keeping a projection matrix in memory between batches.
 DEFAULT_CACHE_BYTES = 256 * 2**20
+
+#: Threads drawing projection blocks and multiplying by them (numpy releases the GIL for both).
+PROJECTION_THREADS = min(8, os.cpu_count() or 1)
 
 def layer_seed(seed: int, layer: str) -> list[int]:
     """Entropy of a layer's projection matrix: the cache seed and a stable checksum of the layer name."""
@@ -91,13 +98,34 @@ class RandomProjection:
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise InputError(f"projection expects (batch, {self.in_features}) input, got {x.shape}")
         out = np.zeros((x.shape[0], self.out_features), dtype=np.float32)
-        # The per-block products are small: one BLAS thread beats several, which mostly wait on each other
-        # (up to 100x slower on a busy machine). A contiguous copy of the slice keeps numpy on the BLAS path.
+        # The per-block products are small: one BLAS thread each beats several, which mostly wait on each
+        # other (up to 100x slower on a busy machine); the blocks run in parallel instead.
         with threadpool_limits(1, user_api="blas"):
-            for index in range(self.n_blocks):
-                start = index * BLOCK_ROWS
-                out += np.ascontiguousarray(x[:, start:start + BLOCK_ROWS]) @ self.block(index)
+            for product in self._block_products(x):
+                out += product
         return out
+
+    def _block_products(self, x: np.ndarray):
+        """``x[:, rows_b] @ W_b`` for every block ``b``, in order, computed up to :data:`PROJECTION_THREADS`
+        blocks ahead by as many threads (drawing a block costs about as much as its product).
+
+        Summed in block order, the products give bitwise the result of a serial loop, whatever the thread
+        count. At most ``PROJECTION_THREADS + 1`` blocks are in memory at once.
+        """
+
+        def product(index):
+            start = index * BLOCK_ROWS
+            # a contiguous copy of the slice keeps numpy on the BLAS path
+            return np.ascontiguousarray(x[:, start:start + BLOCK_ROWS]) @ self.block(index)
+
+        with ThreadPoolExecutor(PROJECTION_THREADS) as pool:
+            pending = deque()
+            for index in range(self.n_blocks):
+                pending.append(pool.submit(product, index))
+                if len(pending) > PROJECTION_THREADS:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
     def matrix(self) -> np.ndarray:
         """The whole matrix ``W`` (for tests and small layers only: it is in_features × out_features)."""
