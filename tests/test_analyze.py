@@ -132,6 +132,18 @@ def test_changed_settings_are_not_reused(reference, tmp_path):
     assert set(record["seconds"]) == {"geometry"}
 
 
+def test_results_of_another_estimator_revision_are_not_reused(reference, tmp_path, monkeypatch):
+    from mftma.pipeline import analyze
+
+    run_dir = _copy(reference[0], tmp_path, with_results=True)
+    monkeypatch.setattr(analyze, "SEEDED_RESULTS_REVISION", analyze.SEEDED_RESULTS_REVISION + 1)
+    computed, hook = _recorder()
+    table = analyze_run(run_dir, processes=False, n_workers=1, on_cell_done=hook,
+                        **{**FAST, "epochs": [4], "layers": ["input"], "probes": False})
+    assert len(computed) == len(SUBSETS)
+    assert table.attrs["settings"]["estimator"]["revision"] == analyze.SEEDED_RESULTS_REVISION
+
+
 def test_existing_scheduler_is_used(reference, tmp_path):
     from dask.distributed import LocalCluster
 

@@ -29,8 +29,9 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from mftma.errors import DataFileError, InputError
 from mftma.atomic import atomic_path
+from mftma.errors import DataFileError, InputError
+from mftma.estimator import SEEDED_RESULTS_REVISION
 from mftma.pipeline.results import results_dir, save_results, validate_results
 from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER
 from mftma.run_lock import run_directory_lock
@@ -182,7 +183,7 @@ def analysis_settings(cache, *, kappa, n_t, n_reps, seed, probe) -> dict:
     metadata = cache.metadata
     settings = {
         "estimator": {"kappa": float(kappa), "n_t": int(n_t), "n_reps": int(n_reps), "seed": int(seed),
-                      "explained_variance": EXPLAINED_VARIANCE},
+                      "explained_variance": EXPLAINED_VARIANCE, "revision": SEEDED_RESULTS_REVISION},
         "probe": probe,
         "cache": {"run_settings_hash": metadata.get("run_settings_hash"),
                   "cache_settings": metadata.get("cache_settings")},
