@@ -55,17 +55,6 @@ def case_data(P: int, N: int, M: int) -> list[np.ndarray]:
     return [np.random.randn(N, M) for _ in range(P)]
 
 
-def summary(result) -> dict:
-    """The averages and settings of a GeometryResult, JSON-ready."""
-    return {
-        "capacity": result.capacity_avg,
-        "radius": result.radius_avg,
-        "dimension": result.dimension_avg,
-        "center_correlation": result.center_correlation,
-        "K": result.K,
-    }
-
-
 def warm_times(data, n_t: int, backend: str, repeats: int) -> tuple[list[float], list[float], object]:
     """Wall and CPU (all threads) seconds of ``repeats`` calls after a first (discarded) one, and the last result."""
     from mftma.estimator.analysis import analyze_manifolds
@@ -102,7 +91,7 @@ def bench_case(name: str, backend: str, repeats: int) -> dict:
         "warm_stages_s": result.timings,
         "cold_s": cold["cold_s"],
         "cold_stages_s": cold["timings"],
-        "results": summary(result),
+        "results": result.summary(),
     }
     if name == "readme":
         entry["speedup_vs_original"] = REFERENCE["seconds"] / min(times)

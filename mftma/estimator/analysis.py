@@ -69,6 +69,16 @@ class GeometryResult:
         """Mean dimension."""
         return float(np.mean(self.dimension))
 
+    def summary(self) -> dict:
+        """The averages, ``center_correlation`` and ``K``, keyed by those names."""
+        return {
+            "capacity": self.capacity_avg,
+            "radius": self.radius_avg,
+            "dimension": self.dimension_avg,
+            "center_correlation": self.center_correlation,
+            "K": self.K,
+        }
+
     def to_frame(self):
         """A tidy table: one row per (manifold, metric), and summary rows with ``manifold`` missing.
 
@@ -89,13 +99,8 @@ class GeometryResult:
                 "value": np.concatenate([self.capacity, self.radius, self.dimension]),
             }
         )
-        summary = pd.DataFrame(
-            {
-                "manifold": pd.NA,
-                "metric": ["capacity", "radius", "dimension", "center_correlation", "K"],
-                "value": [self.capacity_avg, self.radius_avg, self.dimension_avg, self.center_correlation, self.K],
-            }
-        )
+        averages = self.summary()
+        summary = pd.DataFrame({"manifold": pd.NA, "metric": list(averages), "value": list(averages.values())})
         frame = pd.concat([per_manifold, summary], ignore_index=True)
         return frame.astype({"manifold": "Int64", "metric": str, "value": float})
 
@@ -264,7 +269,7 @@ def reduced_points(
     if gram is not None:
         points = gram_factor(removed_structure_gram(manifold, mean, gram, origin, directions, index))
     else:
-        points = remove_center_structure(manifold, origin, directions, index)
+        points = remove_center_structure(manifold, mean, origin, directions, index)
         if features > samples:
             points = scipy.linalg.qr(points, mode="raw", overwrite_a=True, check_finite=False)[1]
     return np.vstack([points, np.ones((1, samples))])

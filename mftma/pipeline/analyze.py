@@ -221,11 +221,7 @@ def _geometry(manifolds, estimator: dict) -> dict:
                                n_reps=estimator["n_reps"], seed=estimator["seed"])
     participation_ratio, explained_variance_dim, _ = data_dimension(manifolds, perc=estimator["explained_variance"])
     return {
-        "capacity": result.capacity_avg,
-        "radius": result.radius_avg,
-        "dimension": result.dimension_avg,
-        "center_correlation": result.center_correlation,
-        "K": result.K,
+        **result.summary(),
         "participation_ratio": participation_ratio,
         "explained_variance_dim": explained_variance_dim,
     }
