@@ -135,7 +135,7 @@ def test_removed_manifolds_are_centered_and_normalised(rng):
     directions = np.linalg.qr(rng.standard_normal((15, 1)))[0]
     origin = np.concatenate(manifolds, axis=1).mean(axis=1)
     for manifold in manifolds:
-        out = remove_center_structure(manifold, origin, directions)
+        out = remove_center_structure(manifold, manifold.mean(axis=1), origin, directions)
         np.testing.assert_allclose(out.mean(axis=1), 0, atol=1e-12)
         np.testing.assert_allclose(directions.T @ out, 0, atol=1e-12)
         center = manifold.mean(axis=1) - origin
@@ -148,7 +148,7 @@ def test_removed_manifolds_are_centered_and_normalised(rng):
 def test_zero_center_is_an_input_error(rng):
     manifold = rng.standard_normal((5, 4))
     with pytest.raises(InputError, match="manifold 3"):
-        remove_center_structure(manifold, manifold.mean(axis=1), np.zeros((5, 0)), index=3)
+        remove_center_structure(manifold, manifold.mean(axis=1), manifold.mean(axis=1), np.zeros((5, 0)), index=3)
 
 
 def test_a_center_mostly_removed_warns(rng):
@@ -162,4 +162,4 @@ def test_a_center_mostly_removed_warns(rng):
     manifold = center[:, None] + 0.1 * rng.standard_normal((15, 6))
     manifold += (center - manifold.mean(axis=1))[:, None]
     with pytest.warns(MFTMAWarning, match="manifold 3: removing the common center directions leaves 0.03%"):
-        remove_center_structure(manifold, origin, directions, index=3)
+        remove_center_structure(manifold, manifold.mean(axis=1), origin, directions, index=3)

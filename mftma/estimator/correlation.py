@@ -473,13 +473,17 @@ def _projected_center_norm(center: np.ndarray, directions: np.ndarray, index: in
     return norm
 
 
-def remove_center_structure(manifold: np.ndarray, origin: np.ndarray, directions: np.ndarray, index: int = 0) -> np.ndarray:
+def remove_center_structure(
+    manifold: np.ndarray, mean: np.ndarray, origin: np.ndarray, directions: np.ndarray, index: int = 0
+) -> np.ndarray:
     """Project the common directions out of one manifold and normalise it (docs/SCIENCE.md §2 step 4).
 
     Parameters
     ----------
     manifold : ndarray, (N, M)
         A validated float64 manifold.
+    mean : ndarray, (N,)
+        The manifold's mean point.
     origin : ndarray, (N,)
         Mean of all points of all manifolds.
     directions : ndarray, (N, K)
@@ -498,7 +502,6 @@ def remove_center_structure(manifold: np.ndarray, origin: np.ndarray, directions
     InputError
         If the projected center is zero (the manifold cannot be normalised).
     """
-    mean = manifold.mean(axis=1)
     norm = _projected_center_norm(mean - origin, directions, index)
     deviations = manifold - mean[:, None]
     deviations -= directions @ (directions.T @ deviations)
@@ -518,10 +521,8 @@ def removed_structure_gram(
 
     Parameters
     ----------
-    manifold, origin, directions, index
+    manifold, mean, origin, directions, index
         As in :func:`remove_center_structure`.
-    mean : ndarray, (N,)
-        The manifold's mean point.
     centered_gram : ndarray, (M, M)
         ``D^T D`` of its deviations from the mean, ``D = manifold - mean``.
 
