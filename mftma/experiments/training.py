@@ -6,6 +6,10 @@ checkpoint, and finally rewrites ``checkpoints/resume.pt`` (model, optimizer, ra
 write commits the epoch. A run killed at any point continues from its last committed epoch and, on the CPU,
 ends with weights bit-identical to an uninterrupted run with the same settings.
 
+Training stops with :class:`~mftma.errors.TrainingDivergedError` at the first non-finite minibatch loss, or
+when an epoch ends with non-finite weights or evaluation losses, before anything of that epoch is written:
+the checkpoints, ``resume.pt`` and ``metrics.csv`` keep ending at the last good epoch.
+
 Metrics columns: ``epoch``; ``lr``; ``loss`` (mean minibatch cross-entropy against the training labels
 during the epoch; at epoch 0 the eval-mode loss of the initial network); ``acc_train`` (all training
 examples against their training labels); ``acc_unpermuted``; ``acc_permuted`` (permuted examples against
@@ -32,7 +36,7 @@ from tqdm.auto import tqdm
 
 import mftma
 from mftma.atomic import atomic_write, atomic_write_text
-from mftma.errors import DataFileError, InputError
+from mftma.errors import DataFileError, InputError, TrainingDivergedError
 from mftma.experiments import checkpoints
 from mftma.experiments.config import RunConfig, TrainingConfig
 from mftma.experiments.models import build_model
@@ -81,6 +85,9 @@ def train(
     InputError
         ``run_dir`` holds a run with different settings, or the settings are invalid (unknown data set or
         model names...).
+    TrainingDivergedError
+        A minibatch loss, the weights or the evaluation losses became NaN or infinite; the run directory
+        keeps the epochs before (rerunning diverges again: change the settings, e.g. a lower learning rate).
     DataFileError
         ``run_dir`` is a non-empty folder that is not a run, another process writes into it (see
         :mod:`mftma.run_lock`), or a file cannot be written (disk full); files written before stay intact.
@@ -123,7 +130,7 @@ def _train(config: RunConfig, run_dir: Path, progress: bool, on_epoch_end) -> Ru
         lr = settings.lr * lr_factor(settings, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = _train_epoch(model, optimizer, data, settings.batch_size, generator, progress=progress)
+        loss = _train_epoch(model, optimizer, data, settings.batch_size, generator, epoch=epoch, progress=progress)
         row = _finish_epoch(run_dir, epoch, model, optimizer, generator, data, rows, schedule,
                             lr=lr, loss=loss, began=began)
         bar.set_postfix(loss=f"{row['loss']:.3f}", test=f"{row['acc_test']:.3f}",
@@ -183,20 +190,45 @@ class _TrainingData:
         self.y_test = torch.as_tensor(dataset.y_test, dtype=torch.int64)
 
 
-def _train_epoch(model, optimizer, data, batch_size, generator, *, progress) -> float:
+def _train_epoch(model, optimizer, data, batch_size, generator, *, epoch, progress) -> float:
+    """One pass over the training set; the mean minibatch loss. Stops before a step on a non-finite loss."""
     model.train()
     order = torch.randperm(len(data.y_train), generator=generator)
+    batches = order.split(batch_size)
+    bar = tqdm(batches, desc="batches", unit="batch", leave=False, disable=not progress)
     total, count = 0.0, 0
-    for batch in tqdm(order.split(batch_size), desc="batches", unit="batch", leave=False, disable=not progress):
+    for number, batch in enumerate(bar):
         x = data.x_train[batch].to(data.device, non_blocking=True)
         y = data.y_train[batch].to(data.device, non_blocking=True)
         loss = nn.functional.cross_entropy(model(x), y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise _diverged(epoch, f"the loss of minibatch {number + 1} of {len(batches)} is {value}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(batch)
+        total += value * len(batch)
         count += len(batch)
     return total / count
+
+
+def _check_finite(epoch: int, weights: dict[str, torch.Tensor], evaluation: dict[str, float]) -> None:
+    """Raise :class:`TrainingDivergedError` if a weight or an evaluation loss after ``epoch`` is not finite."""
+    bad = next((name for name, tensor in weights.items() if not torch.isfinite(tensor).all()), None)
+    if bad is not None:
+        raise _diverged(epoch, f"the weights {bad!r} hold NaN or inf at the end of the epoch")
+    for name in ("train_loss_eval", "loss_test"):
+        if not math.isfinite(evaluation[name]):
+            raise _diverged(epoch, f"the evaluation loss {name} is {evaluation[name]}")
+
+
+def _diverged(epoch: int, problem: str) -> TrainingDivergedError:
+    kept = (f"the run directory stays as it was after epoch {epoch - 1} (its checkpoints, resume.pt and "
+            "metrics.csv)" if epoch > 0 else "nothing was committed")
+    return TrainingDivergedError(
+        f"training diverged in epoch {epoch}: {problem}; nothing of epoch {epoch} was written and {kept}. "
+        "The same settings would resume there and most likely diverge again: lower training.lr (or change "
+        "other settings) and train into a new --out directory")
 
 
 @torch.no_grad()
@@ -229,15 +261,17 @@ def _evaluate(model, data) -> dict[str, float]:
 
 def _finish_epoch(run_dir, epoch, model, optimizer, generator, data, rows, schedule, *, lr,
                   loss=None, began=None) -> dict:
-    """Evaluate, then write the metrics, the scheduled checkpoint and (last, committing) the resume state."""
+    """Evaluate and check finiteness, then write the metrics, the scheduled checkpoint and (last, committing)
+    the resume state."""
     began = time.perf_counter() if began is None else began
     evaluation = _evaluate(model, data)
+    weights = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    _check_finite(epoch, weights, evaluation)
     train_loss_eval = evaluation.pop("train_loss_eval")
     row = {"epoch": epoch, "lr": lr, "loss": train_loss_eval if loss is None else loss, **evaluation}
     row["seconds"] = time.perf_counter() - began
     rows.append(row)
     atomic_write(run_dir / METRICS_FILE, lambda path: pd.DataFrame(rows).to_csv(path, index=False))
-    weights = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     if epoch in schedule:
         checkpoints.atomic_torch_save({"epoch": epoch, "model": weights},
                                       checkpoints.checkpoint_path(run_dir, epoch))
