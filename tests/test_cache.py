@@ -239,6 +239,26 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_complete_entries(run, monkeyp
         assert cache.manifolds(0, "fc2", "test")[0].shape == (32, 5)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_features_are_refused_with_the_entry_named(run, bad):
+    cache_activations(run, epochs=[0, 1], progress=False)
+    before, _, _ = _contents(run.path / "activations.h5")
+    state = run.state_dict(2)
+    state["blocks.fc2.0.weight"][0, 0] = bad
+    torch.save({"epoch": 2, "model": state}, checkpoint_path(run.path, 2))
+    with pytest.raises(DataFileError, match=r"epoch 2, layer 'fc2', subset 'unpermuted' hold NaN or inf.*"
+                                            r"checkpoints/epoch_0002\.pt"):
+        cache_activations(run, progress=False)
+    with ActivationCache(run.path) as cache:
+        entries = cache.entries()
+        assert not entries[(entries["epoch"] == 2) & (entries["layer"] != "input")]["complete"].any()
+        with pytest.raises(DataFileError, match="incomplete"):
+            cache.features(2, "fc1", "unpermuted")
+        assert entries[entries["epoch"] < 2]["complete"].sum() == len(before)
+        for key, value in before.items():
+            np.testing.assert_array_equal(cache.features(*key)[0], value)
+
+
 def test_unknown_names_list_the_valid_ones(run):
     with pytest.raises(InputError, match=r"unknown layer.*\['conv9'\].*valid layers: \['input', 'fc1'"):
         cache_activations(run, layers=["conv9"], progress=False)
