@@ -15,7 +15,8 @@ digits, cifar100_vgg16) and record it in RUN_DIR:
 
 Every epoch is committed atomically, so an interrupted run continues where it stopped when the same
 command is run again, with the same weights an uninterrupted run would have had (on the CPU). A RUN_DIR
-that holds a run with other settings is refused; choose another --out.
+that holds a run with other settings is refused; choose another --out. A NaN or infinite loss stops
+training with an error naming the epoch; RUN_DIR keeps the epochs before it.
 """
 
 
