@@ -39,7 +39,7 @@ FORMAT_VERSION = 1
 CHUNK_CACHE_BYTES = 64 * 2**20
 
 _EPOCH_GROUP = re.compile(r"^epoch_(\d{4,})$")
-_JSON_ATTRS = ("cache_settings", "seeds", "model", "config", "run_metadata")
+_JSON_ATTRS = ("cache_settings", "seeds", "model", "config", "run_metadata", "devices")
 
 
 def epoch_key(epoch: int) -> str:
@@ -80,9 +80,17 @@ class ActivationCache:
 
     Examples
     --------
-    >>> with ActivationCache("runs/default") as cache:                      # doctest: +SKIP
+    ``run_dir`` is a run directory cached by ``mftma cache`` (here: the shipped ``tiny`` config's run).
+
+    >>> with ActivationCache(run_dir) as cache:
+    ...     print(cache.epochs, cache.layers)
     ...     manifolds = cache.manifolds(cache.epochs[-1], cache.layers[-1], "permuted")
     ...     X, labels = cache.features(cache.epochs[-1], "input", "test")
+    [0, 1, 2, 3, 4] ['input', 'fc1', 'fc2', 'logits']
+    >>> len(manifolds), manifolds[0].shape  # one (features, samples) array per class
+    (10, (10, 5))
+    >>> X.shape, labels[:7].tolist()  # (samples, features), samples grouped by class
+    ((50, 40), [0, 0, 0, 0, 0, 1, 1])
     """
 
     def __init__(self, path: str | Path):

@@ -56,8 +56,14 @@ class Run:
 
     Examples
     --------
-    >>> run = Run("runs/mnist1d")                                     # doctest: +SKIP
-    >>> model = run.load_model(run.best_epoch())                      # doctest: +SKIP
+    ``run_dir`` is a trained run directory (here: the shipped ``tiny`` config's run).
+
+    >>> run = Run(run_dir)
+    >>> run.checkpoint_epochs(), run.best_epoch()
+    ([0, 1, 2, 3, 4], 4)
+    >>> model = run.load_model(run.best_epoch())
+    >>> list(model.blocks), model.training
+    (['fc1', 'fc2', 'logits'], False)
     """
 
     def __init__(self, run_dir: str | Path):
