@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 import mftma
 from mftma.atomic import atomic_write, atomic_write_text
+from mftma.devices import resolve_device
 from mftma.errors import DataFileError, InputError
 from mftma.experiments import checkpoints
 from mftma.experiments.config import RunConfig, TrainingConfig
@@ -135,15 +136,6 @@ def _train(config: RunConfig, run_dir: Path, progress: bool, on_epoch_end) -> Ru
         metadata["completed"] = _now()
         atomic_write_text(run_dir / METADATA_FILE, json.dumps(metadata, indent=2))
     return Run(run_dir)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU; an explicit CUDA device must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} was requested but CUDA is not available; use 'cpu' or 'auto'")
-    return torch.device(device)
 
 
 def make_optimizer(model: nn.Module, settings: TrainingConfig) -> torch.optim.Optimizer:
