@@ -2,7 +2,8 @@
 
 The cell is the paper's size: P = 100 classes of M = 50 examples in N = 5000 features, low-rank
 Gaussian class clouds (``mftma.estimator.synthetic``, dimension 20, radius 1.5) plus isotropic
-noise, so held-out accuracy is neither chance nor perfect. In the same run it times
+noise (``--noise``: its norm per example; at the default 3 accuracy is close to 1, raise it for harder
+cells). In the same run it times
 
 * the MFTMA estimate of the cell (numba backend, after a warm-up call);
 * the 5-fold probe with the scikit-learn backend (one BLAS thread, as in an analysis worker);
