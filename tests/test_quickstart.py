@@ -28,6 +28,8 @@ def test_summary_has_the_numbers_of_the_issue(ci_quickstart):
     assert summary["profile"]["name"] == "ci"
     assert summary["best_epoch"] in summary["analysed_epochs"] and summary["last_epoch"] == 4
     assert set(summary["test_accuracy"]) == {"best", "last"}
+    assert summary["true_best"] == {"epoch": summary["best_epoch"], "test_accuracy": summary["test_accuracy"]["best"],
+                                    "checkpointed": True, "analysed_minus_true_epochs": 0, "test_accuracy_gap": 0.0}
     assert summary["test_accuracy"]["best"] >= summary["test_accuracy"]["last"]
     assert set(summary["geometry"]) == {"input", summary["final_layer"]} and summary["final_layer"] == "logits"
     for layer in summary["geometry"].values():
@@ -95,3 +97,22 @@ def test_analysed_epochs_are_log_spaced_checkpoints_with_zero_best_and_last(epoc
     chosen = quickstart_module.analysed_epochs(CheckpointedRun(epochs, best), 6)
     assert {0, best, epochs[-1]} <= set(chosen) <= set(epochs)
     assert len(chosen) <= 8 and chosen == sorted(chosen)
+
+
+class RunWithoutItsBest:
+    """A run trained before the best checkpoint was kept: epoch 51 was best, epoch 60 is the best checkpointed."""
+
+    def true_best_epoch(self):
+        return 51
+
+    def best_epoch_is_checkpointed(self):
+        return False
+
+
+def test_summary_says_how_far_the_analysed_best_is_from_the_true_one():
+    import pandas as pd
+
+    accuracy = pd.Series({0: 0.1, 51: 0.8, 60: 0.75})
+    report = quickstart_module._true_best(RunWithoutItsBest(), pd.DataFrame({"acc_test": accuracy}), 60)
+    assert report == {"epoch": 51, "test_accuracy": 0.8, "checkpointed": False, "analysed_minus_true_epochs": 9,
+                      "test_accuracy_gap": 0.05}
