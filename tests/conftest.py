@@ -1,26 +1,16 @@
 import os
-import pathlib
 
 import numpy as np
 import pytest
+from golden_compact import load_compact
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-
-#: The reference outputs: $MFTMA_GOLDEN_DIR, else ../shared/golden beside the checkout.
-GOLDEN_DIR = pathlib.Path(
-    os.environ.get("MFTMA_GOLDEN_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "golden")
-)
 
 
 @pytest.fixture(scope="session")
 def golden():
-    """The reference MFTMA outputs in GOLDEN_DIR (skips, saying where it looked, when they are absent)."""
-    npz = GOLDEN_DIR / "mftma_reference.npz"
-    if not npz.exists():
-        pytest.skip(f"golden reference outputs not found at {GOLDEN_DIR} (set MFTMA_GOLDEN_DIR)")
-    import json
-
-    return np.load(npz), json.loads((GOLDEN_DIR / "mftma_reference.json").read_text())
+    """The reference MFTMA outputs as ``(arrays, meta)``, from the compact copy in tests/data/golden."""
+    return load_compact()
 
 
 @pytest.fixture

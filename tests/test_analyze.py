@@ -207,6 +207,22 @@ def test_unreadable_cell_record_is_a_data_file_error(reference, tmp_path):
         analyze_run(run_dir, **FAST)
 
 
+def test_a_damaged_cache_entry_is_reported_with_the_repair(cached_run, tmp_path):
+    import h5py
+
+    run_dir = _copy(cached_run, tmp_path)
+    path = run_dir / "activations.h5"
+    with h5py.File(path, "r") as h5:
+        offset = h5["epoch_0004/logits/test"].id.get_chunk_info(1).byte_offset
+    with open(path, "r+b") as handle:
+        handle.seek(offset + 8)
+        handle.write(b"\x13\x57\x9b\xdf")
+    with pytest.raises(DataFileError, match=f"epoch 4, layer 'logits', subset 'test' cannot be read.*damaged.*"
+                                            f"`mftma cache {run_dir} --rebuild`"):
+        analyze_run(run_dir, processes=False, n_workers=1, **{**FAST, "epochs": [4], "layers": ["logits"],
+                                                                 "subsets": ["test"]})
+
+
 def test_missing_cache_is_a_data_file_error(tmp_path):
     with pytest.raises(DataFileError, match="mftma cache"):
         analyze_run(tmp_path, progress=False)

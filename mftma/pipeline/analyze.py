@@ -126,8 +126,15 @@ def analyze_run(
 
     Examples
     --------
-    >>> table = analyze_run("runs/tiny", layers=["input"], n_t=50)            # doctest: +SKIP
-    >>> table.pivot_table("value", ["epoch", "subset"], "metric")             # doctest: +SKIP
+    ``run_dir`` is a run directory cached by ``mftma cache`` (here: the shipped ``tiny`` config's run).
+
+    >>> table = analyze_run(run_dir, epochs=[4], layers=["input"], n_t=50, probes=False, processes=False,
+    ...                     progress=False)
+    >>> geometry = table.pivot_table("value", ["epoch", "subset"], "metric")[["capacity", "radius", "dimension"]]
+    >>> geometry.index.tolist()
+    [(4, 'permuted'), (4, 'restored'), (4, 'test'), (4, 'unpermuted')]
+    >>> bool(((geometry > 0) & (geometry < 10)).all(axis=None))
+    True
     """
     from mftma.cache.reader import CACHE_FILE, ActivationCache
 
