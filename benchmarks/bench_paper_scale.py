@@ -26,7 +26,7 @@ Usage::
 
     flock /tmp/mftma-timing.lock python benchmarks/bench_paper_scale.py [--classes 100 --M 50]
         [--layers all] [--gaussian-classes 10] [--cell-layer conv3]
-    python benchmarks/bench_paper_scale.py --quick     # smoke run: 10 classes, M = 5, 4 layers, seconds
+    python benchmarks/bench_paper_scale.py --quick     # smoke run: 10 classes, M = 5, 4 layers, ~20 s of CPU
 """
 from __future__ import annotations
 
