@@ -19,7 +19,7 @@ column                     meaning
                            ``attrs["settings"][key]`` holds the settings themselves)
 ========================== ==================================================================
 
-Metrics (``docs/method.md``):
+Metrics (docs/method.md §2, §3):
 
 ``capacity``
     MFTMA manifold capacity, averaged inversely over the class manifolds.
