@@ -364,7 +364,7 @@ def analyze_manifolds(
         t vectors to use instead of seeded ones, in the reference's coordinates (the QR basis of
         each manifold), so that the same t vectors give the reference's numbers.
     n_reps : int
-        Random restarts per rank in the center-structure search.
+        Warm restarts per rank in the center-structure search; as many uniformly random ones are added.
     seed : int, optional
         Seed of the restarts and t vectors; the result is deterministic given it.
     backend : str

@@ -7,8 +7,12 @@ orthonormal ``V`` (d, K) minimising
     F(V) = 1/2 sum_{mu,nu} (C_mu,nu - c_mu . c_nu)^2 / (c0_mu c0_nu),
     C = X X^T,  c = X V,  c0_mu = C_mu,mu - |c_mu|^2,
 
-is searched from ``n_reps`` random starting points, and the start whose solution keeps the largest
-minimum fraction of a center's norm (the reference's "stability") is kept. The loop stops when the
+is searched from ``n_reps`` warm starting points (a random direction beside the rank below's
+solution) and as many uniformly random ones, and the solution that keeps the largest minimum
+fraction of a center's norm (the reference's "stability") among all of them is kept. Warm starts
+alone let one poor rank-1 choice trap every restart above it; random ones alone miss optima that
+the warm ones find. The share of restarts reaching the kept optimum and the runner-up rank are
+reported (:class:`CenterStructure`), so that results can flag a choice another seed might change. The loop stops when the
 residual correlation rose three times in a row, and K* minimises the residual mean |correlation|,
 as in the reference implementation. The K* directions are projected out of every manifold
 (:func:`remove_center_structure`).
@@ -436,7 +440,7 @@ def low_rank_center_structure(
     centers : ndarray, (N, P)
         Manifold centers as columns, P >= 2.
     n_reps : int
-        Random restarts per rank.
+        Warm restarts per rank; :data:`RANDOM_PER_WARM` times as many uniformly random ones are added.
     rng : numpy.random.Generator, optional
         Source of the random starting points (a fresh unseeded one if None).
     progress : bool
