@@ -37,7 +37,7 @@ FORMAT_VERSION = 1
 CHUNK_CACHE_BYTES = 64 * 2**20
 
 _EPOCH_GROUP = re.compile(r"^epoch_(\d{4,})$")
-_JSON_ATTRS = ("cache_settings", "seeds", "model", "config", "run_metadata")
+_JSON_ATTRS = ("cache_settings", "seeds", "model", "config", "run_metadata", "devices")
 
 
 def epoch_key(epoch: int) -> str:

@@ -8,6 +8,12 @@ and never rewrites finished ones. The run's settings
 hash, the cache settings, the sample indices, the layers' shapes and reductions and every epoch's weights
 hash are recorded; a mismatch with the run raises :class:`~mftma.errors.DataFileError` (``rebuild=True``
 moves the stale file aside and starts a new one).
+
+The forward pass and the projection run on ``cache.device`` (the GPU when present under ``auto``). The
+projection kind is part of the cache settings, so a cache written with another projection is stale. The
+device is not: results on the CPU and the GPU agree up to float rounding (as the projection's own float32
+sums do across implementations), so a cache may be resumed on another device; the root attribute
+``devices`` lists every device that wrote into the file.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from mftma.cache.projection import DEFAULT_CACHE_BYTES, BatchReducer, LayerReduc
 from mftma.cache.reader import CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_key, open_cache_file
 from mftma.errors import DataFileError, InputError
 from mftma.experiments.subsets import sample_subsets
+from mftma.experiments.training import resolve_device
 from mftma.run_lock import run_directory_lock
 
 #: lzf (built into h5py) compresses activations to ~75 % at ~2x the speed of gzip level 1 (~67 %); the
@@ -56,15 +63,19 @@ class CacheSettings:
     pool: bool
     seed: int
     batch_size: int
+    projection: str = "gaussian"
+    device: str = "auto"
 
     def content_key(self) -> str:
-        """JSON of the settings that change what an entry holds (epochs, layers and subsets only add entries)."""
-        keys = ("M", "P", "projection_dim", "pool", "seed")
+        """JSON of the settings that change what an entry holds (epochs, layers and subsets only add entries;
+        the device changes only float rounding)."""
+        keys = ("M", "P", "projection_dim", "pool", "seed", "projection")
         return json.dumps({key: asdict(self)[key] for key in keys}, sort_keys=True)
 
 
 def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=None, projection_dim=None,
-                      pool=None, rebuild=False, progress=True, cache_bytes=DEFAULT_CACHE_BYTES) -> Path:
+                      pool=None, projection=None, device=None, rebuild=False, progress=True,
+                      cache_bytes=DEFAULT_CACHE_BYTES) -> Path:
     """Cache the activations of a run's analysis layers for fixed example samples at its checkpoints.
 
     Parameters
@@ -76,6 +87,10 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
     M, P, projection_dim, pool : optional
         Examples per manifold, number of classes (None: all), the largest stored feature dimension, and
         per-channel spatial mean pooling of large layers (defaults from the run's cache config).
+    projection : {"gaussian", "sparse"}, optional
+        Random projection of layers wider than ``projection_dim`` (default: config ``cache.projection``).
+    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
+        Device of the forward pass and projection (default: config ``cache.device``; auto = GPU if present).
     rebuild : bool
         Move an existing (e.g. stale) cache aside to ``activations.stale-<time>.h5`` and start anew.
     progress : bool
@@ -91,14 +106,15 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
     Raises
     ------
     InputError
-        Unknown epochs, layers or subsets, or invalid settings.
+        Unknown epochs, layers or subsets, invalid settings, or a CUDA device where torch sees no GPU.
     DataFileError
         The existing cache is corrupt, foreign or stale, another process writes into the run directory
         (see :mod:`mftma.run_lock`), or writing failed (e.g. disk full); entries already marked complete
         stay valid.
     """
     with run_directory_lock(run, "activation caching"):
-        settings = resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool)
+        settings = resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, projection, device)
+        torch_device = resolve_device(settings.device)
         samples = _draw_samples(run, settings)
         settings = replace(settings, P=len(next(iter(samples.values())).classes))  # None -> all classes
         path = Path(run.path) / CACHE_FILE
@@ -109,11 +125,13 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
         with open_cache_file(path, "r+") as h5:
             _check_fresh(h5, path, run, settings)
             _store_samples(h5, path, samples)
-            _EpochWriter(h5, run, settings, samples, cache_bytes, progress).write_all()
+            _record_device(h5, torch_device)
+            _EpochWriter(h5, run, settings, samples, torch_device, cache_bytes, progress).write_all()
         return path
 
 
-def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool) -> CacheSettings:
+def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, projection=None,
+                     device=None) -> CacheSettings:
     """Apply overrides to the run's cache config and check epochs, layers and subsets against the run."""
     config = run.config.cache
     available = list(run.checkpoint_epochs())
@@ -123,11 +141,13 @@ def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool) -
     layers = config.layers if layers is None else layers
     layers = known_layers if layers == "all" else list(layers)
     _check_known("layer", layers, known_layers)
-    overrides = {"subsets": subsets, "M": M, "P": P, "projection_dim": projection_dim, "pool": pool}
+    overrides = {"subsets": subsets, "M": M, "P": P, "projection_dim": projection_dim, "pool": pool,
+                 "projection": projection, "device": device}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     chosen = replace(config, layers=tuple(layers), **overrides)  # CacheConfig validates the overrides
     return CacheSettings(tuple(epochs), chosen.layers, tuple(known_layers), chosen.subsets, chosen.M, chosen.P,
-                         chosen.projection_dim, chosen.pool, chosen.seed, chosen.batch_size)
+                         chosen.projection_dim, chosen.pool, chosen.seed, chosen.batch_size, chosen.projection,
+                         chosen.device)
 
 
 def _check_known(kind, requested, known):
@@ -183,7 +203,9 @@ def _check_fresh(h5, path, run, settings: CacheSettings) -> None:
     if stored != current:
         raise DataFileError(f"stale activation cache {path}: it was written for run settings {stored}, the "
                             f"run now has {current}. Rerun with --rebuild (the old file is moved aside).")
-    if h5.attrs["cache_settings"] != settings.content_key():
+    # caches written before the projection could be chosen used the Gaussian
+    if json.dumps({"projection": "gaussian", **json.loads(h5.attrs["cache_settings"])},
+                  sort_keys=True) != settings.content_key():
         raise DataFileError(f"activation cache {path} holds settings {h5.attrs['cache_settings']}, requested "
                             f"{settings.content_key()}. Rerun with --rebuild to start a new cache with them.")
     checkpoints = set(run.checkpoint_epochs())
@@ -215,6 +237,14 @@ def _store_samples(h5, path, samples) -> None:
     _flush(h5)
 
 
+def _record_device(h5, device: torch.device) -> None:
+    """Add ``device`` (e.g. ``cpu``, ``cuda:0 (NVIDIA H200)``) to the root attribute ``devices`` (JSON list)."""
+    name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+    devices = json.loads(h5.attrs.get("devices", "[]"))
+    if name not in devices:
+        h5.attrs["devices"] = json.dumps([*devices, name])
+
+
 def _flush(h5) -> None:
     try:
         h5.flush()
@@ -230,8 +260,8 @@ def _write_error(h5, error) -> DataFileError:
 class _EpochWriter:
     """Fills the missing entries of every requested epoch, one forward pass per batch for all layers."""
 
-    def __init__(self, h5, run, settings, samples, cache_bytes, progress):
-        self.h5, self.run, self.settings, self.samples = h5, run, settings, samples
+    def __init__(self, h5, run, settings, samples, device, cache_bytes, progress):
+        self.h5, self.run, self.settings, self.samples, self.device = h5, run, settings, samples, device
         self.cache_bytes = cache_bytes
         self.reducers: dict[str, BatchReducer] = {}
         self.inputs: dict[str, h5py.Dataset | None] = {}  # a complete input entry per subset, once known
@@ -251,7 +281,7 @@ class _EpochWriter:
         self.bar.update(sum(len(self.settings.layers) - len(layers) for layers in pending.values()))
         if not any(pending.values()):
             return
-        model = self.run.load_model(epoch).eval()
+        model = self.run.load_model(epoch).eval().to(self.device)
         for subset, layers in pending.items():
             layers = self._link_input(group, subset, layers)
             if layers:
@@ -331,7 +361,8 @@ class _EpochWriter:
         """The layer's reduction, planned once and checked against the one the file recorded."""
         if layer not in self.reducers:
             settings = self.settings
-            reduction = LayerReduction.plan(layer, shape, settings.projection_dim, settings.pool, settings.seed)
+            reduction = LayerReduction.plan(layer, shape, settings.projection_dim, settings.pool, settings.seed,
+                                            settings.projection)
             self._record_layer(reduction)
             self.reducers[layer] = BatchReducer(reduction, self.cache_bytes)
         return self.reducers[layer]
@@ -341,7 +372,8 @@ class _EpochWriter:
         description = reduction.describe()
         if reduction.layer in layers:
             stored = layers[reduction.layer].attrs
-            if any(not np.array_equal(stored[key], value) for key, value in description.items()):
+            # keys added to the description since the file was written are checked by the cache settings
+            if any(key in stored and not np.array_equal(stored[key], value) for key, value in description.items()):
                 raise DataFileError(f"stale activation cache {self.h5.filename}: layer {reduction.layer!r} "
                                     "changed shape or reduction. Rerun with --rebuild.")
             return

@@ -9,7 +9,8 @@ A config file has up to five sections, each optional (missing keys take the defa
                   weight_decay: 0.0, schedule: constant, milestones: [], gamma: 0.1, seed: 0,
                   device: auto, checkpoints: all, log_checkpoints: 30, num_threads: null}
     cache:       {layers: all, subsets: [unpermuted, permuted, restored, test], M: 50, P: null,
-                  projection_dim: 5000, pool: false, seed: 0, batch_size: 256}
+                  projection_dim: 5000, pool: false, seed: 0, batch_size: 256, projection: gaussian,
+                  device: auto}
 
 Unknown sections or keys are errors, so a typo never silently falls back to a default.
 :meth:`RunConfig.settings_hash` identifies the settings that determine the trained weights (as in
@@ -38,6 +39,8 @@ OPTIMIZERS = ("sgd", "adam")
 #: ``milestones``); cosine (to 0 at the last epoch); linear (to 0 at the last epoch).
 SCHEDULES = ("constant", "step", "cosine", "linear")
 SUBSETS = ("unpermuted", "permuted", "restored", "test")
+#: Random projections of layers wider than ``cache.projection_dim`` (see :mod:`mftma.cache.projection`).
+PROJECTIONS = ("gaussian", "sparse")
 #: Example configs shipped in ``mftma/configs``; ``load_config`` accepts these names instead of paths.
 DEFAULT_CONFIG = "mnist1d"
 
@@ -63,6 +66,12 @@ def _number(value, kind, name, *, minimum=None, allow_none=False):
 def _choice(value, choices, name):
     if value not in choices:
         raise InputError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _device(value, name):
+    if not (value in ("auto", "cpu", "cuda") or str(value).startswith("cuda:")):
+        raise InputError(f"{name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
     return value
 
 
@@ -92,7 +101,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class CorruptionConfig:
-    """How the training set is corrupted: ``corrupt(dataset, kind, fraction, seed)`` (SCIENCE §4)."""
+    """How the training set is corrupted: ``corrupt(dataset, kind, fraction, seed)`` (docs/method.md §4.1)."""
 
     kind: str = "permute"
     fraction: float = 0.2
@@ -162,8 +171,7 @@ class TrainingConfig:
         set_("milestones", tuple(_number(m, int, "training.milestones", minimum=1) for m in self.milestones))
         set_("gamma", _number(self.gamma, float, "training.gamma", minimum=0.0))
         set_("seed", _number(self.seed, int, "training.seed", minimum=0))
-        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
-            raise InputError(f"training.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        _device(self.device, "training.device")
         if isinstance(self.checkpoints, (list, tuple)):
             epochs = (_number(e, int, "training.checkpoints", minimum=0) for e in self.checkpoints)
             set_("checkpoints", tuple(sorted(set(epochs))))
@@ -178,7 +186,10 @@ class CacheConfig:
     """Settings of the activation cache (``mftma cache``).
 
     ``layers`` is ``"all"`` or a list of analysis-layer names; ``P`` null means all classes; ``pool``
-    averages each channel over its spatial positions before the projection to ``projection_dim``.
+    averages each channel over its spatial positions before the projection to ``projection_dim``;
+    ``projection`` is ``gaussian`` (dense) or ``sparse`` (sparse sign, see :mod:`mftma.cache.projection`);
+    ``device`` (``auto``: CUDA when present, ``cpu``, ``cuda``, ``cuda:N``) runs the forward pass and
+    projection.
     """
 
     layers: Any = "all"
@@ -189,6 +200,8 @@ class CacheConfig:
     pool: bool = False
     seed: int = 0
     batch_size: int = 256
+    projection: str = "gaussian"
+    device: str = "auto"
 
     def __post_init__(self):
         set_ = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731
@@ -206,6 +219,8 @@ class CacheConfig:
             raise InputError(f"cache.pool must be true or false, got {self.pool!r}")
         set_("seed", _number(self.seed, int, "cache.seed", minimum=0))
         set_("batch_size", _number(self.batch_size, int, "cache.batch_size", minimum=1))
+        _choice(self.projection, PROJECTIONS, "cache.projection")
+        _device(self.device, "cache.device")
 
 
 _SECTIONS = {

@@ -1,4 +1,4 @@
-"""Fixed samples of P classes x M examples for the four groupings of SCIENCE §1.
+"""Fixed samples of P classes x M examples for the groupings of docs/method.md §1.2.
 
 ``unpermuted``
     training examples whose label was kept, grouped by that (true = training) label;

@@ -1,4 +1,4 @@
-"""Layer rollback (SCIENCE.md §5): put earlier weights into some blocks of the final network.
+"""Layer rollback (docs/method.md §5): put earlier weights into some blocks of the final network.
 
 From the final checkpoint, the parameters **and** buffers of the last k blocks (or, as a control,
 the first k) are replaced by those of epoch e, and the accuracy of the resulting network is measured
@@ -154,7 +154,8 @@ class _CachedSamples:
         self.layer_index = {layer: int(info[layer]["index"]) for layer in self.layers}
         self.reducers = {layer: BatchReducer(LayerReduction.plan(layer, tuple(info[layer]["original_shape"]),
                                                                  settings["projection_dim"], settings["pool"],
-                                                                 settings["seed"]))
+                                                                 settings["seed"],
+                                                                 settings.get("projection", "gaussian")))
                          for layer in self.layers}
         dataset = run.dataset()
         self.inputs = {"train": torch.as_tensor(np.asarray(dataset.x_train), dtype=torch.float32),
