@@ -28,6 +28,8 @@ Metrics (docs/method.md §2, §3):
 ``center_correlation``
     mean absolute cosine between the class centers; ``K`` the number of common center
     directions removed before the anchor-point analysis.
+``structure_agreement``, ``structure_objective``, ``runner_up_objective``, ``runner_up_K``
+    how decided that choice was (see ``GeometryResult.structure``); flag cells with low agreement.
 ``participation_ratio``, ``explained_variance_dim``
     total data dimension of all points of the subset (90 % explained variance).
 ``probe_accuracy``, ``probe_accuracy_std``
@@ -65,6 +67,7 @@ METRICS = (
     "dimension",
     "center_correlation",
     "K",
+    "structure_agreement", "structure_objective", "runner_up_objective", "runner_up_K",  # how decided K was
     "participation_ratio",
     "explained_variance_dim",
     "probe_accuracy",
