@@ -166,6 +166,8 @@ def analysis_cell(run, layer: str, subset: str) -> dict:
     report = {"layer": layer, "subset": cell.subset, "features": features}
     for backend, cell_settings in settings.items():
         record = analyze_cell(path, cell, cell_settings)
+        if "error" in record:
+            raise RuntimeError(f"analysing {cell} failed: {record['error']}")
         report[f"{backend}_probe"] = {**record["seconds"], "probe_accuracy": record["metrics"]["probe_accuracy"]}
     report["mftma_s"] = report["torch_probe"]["geometry"]
     report["cell_s_sklearn_probe"] = report["mftma_s"] + report["sklearn_probe"]["probe"]
