@@ -44,6 +44,8 @@ def test_summary_has_the_numbers_of_the_issue(ci_quickstart):
     for run in summary["runs"]:
         assert run["best_epoch"] in run["analysed_epochs"] and run["last_epoch"] == 4
         assert set(run["test_accuracy"]) == {"best", "last"}
+        assert run["true_best"] == {"epoch": run["best_epoch"], "test_accuracy": run["test_accuracy"]["best"],
+                                    "checkpointed": True, "analysed_minus_true_epochs": 0, "test_accuracy_gap": 0.0}
         assert set(run["geometry"]) == {"input", run["final_layer"]} and run["final_layer"] == "logits"
         for layer in run["geometry"].values():
             for epoch in ("best", "last"):
@@ -205,6 +207,12 @@ class MetricsRun:
         accuracy = {epoch: 0.5 for epoch in range(LAST + 1)} | {BEST: 0.70, 7: 0.95, LAST: 0.60}
         return pd.DataFrame({"epoch": list(accuracy), "acc_test": list(accuracy.values())})
 
+    def true_best_epoch(self):
+        return 7
+
+    def best_epoch_is_checkpointed(self):
+        return True
+
 
 def known_results(memorizes):
     """Capacities where (memorizes) the final layers' permuted capacity rises and test capacity falls late."""
@@ -246,6 +254,8 @@ def test_summary_verdicts_on_a_run_with_a_known_outcome(memorizes):
     summary = summarize(MetricsRun(), known_results(memorizes), known_rollback(recovers=memorizes))
     assert (summary["best_epoch"], summary["last_epoch"]) == (BEST, LAST)  # 7 is better but was not analysed
     assert summary["test_accuracy"] == {"best": 0.70, "last": 0.60}
+    assert summary["true_best"] == {"epoch": 7, "test_accuracy": 0.95, "checkpointed": True,
+                                    "analysed_minus_true_epochs": BEST - 7, "test_accuracy_gap": 0.25}
     assert summary["final_layer"] == "logits"
     assert summary["geometry"]["logits"]["last"]["permuted"] == {"capacity": 0.10 if memorizes else 0.04}
     assert summary["geometry"]["input"]["best"]["test"] == {"capacity": 0.04}
@@ -274,3 +284,22 @@ def test_runs_summary_over_seeds_of_a_known_outcome():
     assert summary["rollback"]["last"]["verdict"] == "held"
     assert summary["rollback"]["first"] == {"test": "gain > 0", "per_seed": [0.01] * 4, "n": 4, "mean": 0.01,
                                             "interval": [0.01, 0.01], "verdict": "held"}
+
+
+class RunWithoutItsBest:
+    """A run trained before the best checkpoint was kept: epoch 51 was best, epoch 60 is the best checkpointed."""
+
+    def true_best_epoch(self):
+        return 51
+
+    def best_epoch_is_checkpointed(self):
+        return False
+
+
+def test_summary_says_how_far_the_analysed_best_is_from_the_true_one():
+    import pandas as pd
+
+    accuracy = pd.Series({0: 0.1, 51: 0.8, 60: 0.75})
+    report = quickstart_module._true_best(RunWithoutItsBest(), pd.DataFrame({"acc_test": accuracy}), 60)
+    assert report == {"epoch": 51, "test_accuracy": 0.8, "checkpointed": False, "analysed_minus_true_epochs": 9,
+                      "test_accuracy_gap": 0.05}

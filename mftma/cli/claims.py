@@ -15,7 +15,9 @@ Claims (a) and (b) compare permuted with shuffled manifolds; a run analysed with
 grouping reports them as not evaluable, with the command to run.
 
 Prints the JSON (the `claims`, `rollback` and `runs` sections of the quickstart's summary.json) and writes
-it to --out if given.
+it to --out if given. A results table holding several analysis settings side by side is refused unless
+--settings selects one (values such as `n_t=200` select the same settings in every run; a key is
+specific to one run's table).
 """
 
 
@@ -26,6 +28,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="analysed run directories (one per seed)")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON to FILE")
+    parser.add_argument("--settings", nargs="+", metavar="KEY|NAME=VALUE",
+                        help="analysis settings to evaluate: values of kappa, n_t, n_reps, seed, ... "
+                             "(e.g. n_t=200), or a settings key")
     parser.set_defaults(func=run)
 
 
@@ -33,9 +38,11 @@ def run(args) -> int:
     import json
 
     from mftma.atomic import atomic_write_text
+    from mftma.cli.plot import parse_settings
     from mftma.pipeline.quickstart import summarize_run_dirs
 
-    text = json.dumps(summarize_run_dirs(args.run_dirs), indent=2, allow_nan=False)
+    summary = summarize_run_dirs(args.run_dirs, settings=parse_settings(args.settings))
+    text = json.dumps(summary, indent=2, allow_nan=False)
     if args.out:
         atomic_write_text(args.out, text)
     print(text)

@@ -55,6 +55,11 @@ def run(args) -> int:
         print(f"{run_summary['run_dir']}: best epoch {run_summary['best_epoch']} (test accuracy "
               f"{run_summary['test_accuracy']['best']:.3f}), last epoch {run_summary['last_epoch']} "
               f"(test accuracy {run_summary['test_accuracy']['last']:.3f})")
+        true_best = run_summary["true_best"]
+        if true_best["analysed_minus_true_epochs"]:
+            print(f"  the true best epoch {true_best['epoch']} (test accuracy {true_best['test_accuracy']:.3f}) has "
+                  f"no checkpoint; the analysed best is {true_best['analysed_minus_true_epochs']:+d} epochs from it, "
+                  f"{true_best['test_accuracy_gap']:.3f} lower in test accuracy")
     print_verdicts(summary)
     print(f"summary: {args.out}/{SUMMARY_FILE}")
     return 0

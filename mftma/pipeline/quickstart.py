@@ -198,7 +198,7 @@ def _run_pipeline(out_dir: Path, index: int, run_config, settings: Profile, prog
         results = stage("analyze", analyze_run, run.path, epochs=epochs, n_t=settings.n_t, n_reps=settings.n_reps,
                         processes=settings.processes, progress=progress)
         table = stage("rollback", rollback, run, progress=progress)
-        figures = stage("plot", _plot, run.path, settings.formats)
+        figures = stage("plot", _plot, run.path, settings.formats, next(iter(results.attrs["settings"])))
         summary = {"run_dir": run_dir.name,
                    "seeds": {section: getattr(run_config, section).seed for section in SEEDED_SECTIONS},
                    **summarize(run, results, table), "analysed_epochs": epochs}
@@ -207,8 +207,9 @@ def _run_pipeline(out_dir: Path, index: int, run_config, settings: Profile, prog
     return summary
 
 
-def _plot(run_dir, formats) -> list[Path]:
-    """Draw the run's figures unless those drawn last time came from the same tables.
+def _plot(run_dir, formats, analysis_key: str) -> list[Path]:
+    """Draw the run's figures of the analysis settings ``analysis_key`` unless those drawn last time
+    came from the same tables.
 
     ``RUN_DIR/results/figures/sources.json`` records the SHA-256 of the tables each drawing used
     and the files it wrote.
@@ -228,7 +229,7 @@ def _plot(run_dir, formats) -> list[Path]:
     if record.get("sources") == sources and record.get("formats") == list(formats) and \
             all(path.exists() for path in figures):
         return figures
-    figures = plot_run(run_dir, formats=formats)
+    figures = plot_run(run_dir, formats=formats, settings=analysis_key)
     record = {"sources": sources, "formats": list(formats),
               "figures": [str(path.relative_to(run_dir)) for path in figures]}
     atomic_write_text(record_path, json.dumps(record, indent=2))
@@ -259,24 +260,33 @@ def summarize_runs(runs: list[dict]) -> dict:
     }
 
 
-def summarize_run_dirs(run_dirs) -> dict:
+def summarize_run_dirs(run_dirs, settings=None) -> dict:
     """:func:`summarize_runs` of existing analysed run directories (``mftma claims``).
 
     A run without a rollback table is summarised without it (claim (d) not evaluable, no gains).
+
+    Parameters
+    ----------
+    run_dirs : sequence of str or Path
+    settings : str or dict, optional
+        The analysis settings to use in every run (see :func:`mftma.plotting.figures.run_results`);
+        needed when a results table holds several side by side.
 
     Raises
     ------
     DataFileError
         A directory is not a run, or has no results table (run ``mftma analyze`` first).
+    InputError
+        A results table mixes several analysis settings and ``settings`` does not select one.
     """
     from mftma.experiments.run import Run
-    from mftma.pipeline.results import load_results
     from mftma.pipeline.rollback import load_rollback
+    from mftma.plotting.figures import run_results
 
     runs = []
     for run_dir in run_dirs:
         run = Run(run_dir)
-        summary = summarize(run, load_results(run.path), load_rollback(run.path, missing_ok=True))
+        summary = summarize(run, run_results(run.path, settings), load_rollback(run.path, missing_ok=True))
         runs.append({"run_dir": str(run_dir), **summary})
     return summarize_runs(runs)
 
@@ -287,7 +297,8 @@ def summarize(run, results, rollback_table) -> dict:
     Returns
     -------
     dict
-        ``best_epoch``, ``last_epoch``, ``test_accuracy`` (best, last), ``final_layer``,
+        ``best_epoch`` (the analysed epoch of highest test accuracy), ``true_best`` (see :func:`_true_best`),
+        ``last_epoch``, ``test_accuracy`` (best, last), ``final_layer``,
         ``geometry[layer][best|last][subset][metric]`` for the input and the final analysed layer,
         ``rollback[last|first]`` (largest test-accuracy gain over partial rollbacks, 1 <= k < L,
         with its k and epoch) and ``claims`` (see :func:`mftma.pipeline.claims.evaluate_claims`).
@@ -302,6 +313,7 @@ def summarize(run, results, rollback_table) -> dict:
     final_layer = layer_order(results)[-1]
     return {
         "best_epoch": best,
+        "true_best": _true_best(run, metrics, best),
         "last_epoch": last,
         "test_accuracy": {"best": float(metrics.loc[best, "acc_test"]), "last": float(metrics.loc[last, "acc_test"])},
         "final_layer": final_layer,
@@ -310,6 +322,21 @@ def summarize(run, results, rollback_table) -> dict:
         "rollback": {direction: _best_partial_gain(rollback_table, direction) for direction in ("last", "first")},
         "claims": evaluate_claims(results, rollback_table, best, last),
     }
+
+
+def _true_best(run, metrics, analysed_best: int) -> dict:
+    """The epoch of highest test accuracy over all trained epochs, and how far the analysed best is from it.
+
+    ``epoch``, ``test_accuracy``, ``checkpointed`` (False only for runs trained before the best checkpoint
+    was kept), ``analysed_minus_true_epochs`` and ``test_accuracy_gap`` (true best's test accuracy minus the
+    analysed best's, >= 0; both 0 when the true best was analysed).
+    """
+    true_best = run.true_best_epoch()
+    accuracy = metrics["acc_test"]
+    return {"epoch": true_best, "test_accuracy": float(accuracy[true_best]),
+            "checkpointed": run.best_epoch_is_checkpointed(),
+            "analysed_minus_true_epochs": analysed_best - true_best,
+            "test_accuracy_gap": round(float(accuracy[true_best] - accuracy[analysed_best]), 6)}
 
 
 def _geometry(results, layer: str, epoch: int) -> dict:
