@@ -168,7 +168,8 @@ def quickstart(out_dir, profile: str = "full", config=None, seeds: int | None = 
         if progress:
             print(f"[quickstart] run {index + 1} of {seeds} ({run_dirname(index)})", flush=True)
         runs.append(_run_pipeline(out_dir, index, seeded_config(base_config, index), settings, progress))
-    summary = {"profile": {"name": profile, **asdict(settings), "config": str(config or settings.config)},
+    summary = {"profile": {"name": profile, **asdict(settings), "seeds": seeds,
+                           "config": str(config or settings.config)},
                **summarize_runs(runs),
                "timings_s": {"total": round(time.perf_counter() - began, 2)}}
     atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False))
