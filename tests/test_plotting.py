@@ -32,7 +32,13 @@ from mftma.plotting import (
     save_figure,
     training_curves,
 )
-from mftma.plotting.embedding import cached_views, default_embedding_epochs, embedding_panels, project_2d
+from mftma.plotting.embedding import (
+    cached_views,
+    default_embedding_epochs,
+    embedding_panels,
+    neighbour_agreement,
+    project_2d,
+)
 from mftma.plotting.figures import analysed_best_epoch, check_metrics, plot_run
 from mftma.plotting.heatmaps import OUTSIDE_LABEL
 from mftma.plotting.labels import annotate_apart
@@ -373,7 +379,20 @@ def test_embedding_panels_show_every_example_once_per_row_on_axes_shared_within_
     np.testing.assert_allclose(np.sort(shown, axis=0), np.sort(expected, axis=0), atol=1e-9)
     legend = [text.get_text() for text in fig.legends[0].get_texts()]
     assert legend == ["class 0", "class 1", "class 2"]
+    X, labels, _ = views[5]["permuted"]
+    assert [text.get_text() for text in axes[1, 1].texts] == [f"5-NN {neighbour_agreement(X, labels):.2f}"]
     plt.close(fig)
+
+
+def test_neighbour_agreement_is_one_for_clusters_and_near_chance_for_random_labels():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 50)
+    clustered = rng.normal(size=(200, 10)) + 20 * np.eye(10)[labels]
+    assert neighbour_agreement(clustered, labels) == 1.0
+    assert neighbour_agreement(clustered, rng.permutation(labels)) < 0.4
+    assert neighbour_agreement(clustered[::-1], labels[::-1], k=1) == 1.0
+    with pytest.raises(InputError, match="more than k examples"):
+        neighbour_agreement(clustered[:3], labels[:3], k=5)
 
 
 def test_project_2d_is_the_pca_of_the_rows():

@@ -25,6 +25,34 @@ EMBEDDING_ROWS = (
 )
 #: 2-D projections: PCA (numpy SVD, always available) or UMAP (needs the optional ``umap-learn``).
 METHODS = ("pca", "umap")
+#: Neighbours of the label-agreement score printed in each panel.
+NEIGHBOURS = 5
+
+
+def neighbour_agreement(X, labels, k: int = NEIGHBOURS) -> float:
+    """Fraction of examples whose label is the majority label of their ``k`` nearest other examples.
+
+    Euclidean distances in the full feature space (not the 2-D view); ties between labels go to the
+    smallest label. About ``1 / number of labels`` for labels unrelated to the features, 1 for labels
+    that form separated clusters.
+
+    Examples
+    --------
+    >>> X = np.concatenate([np.zeros((6, 2)), np.full((6, 2), 10.0)]) + np.arange(12)[:, None] * 0.01
+    >>> neighbour_agreement(X, np.repeat([0, 1], 6), k=3)
+    1.0
+    """
+    X = np.asarray(X, dtype=np.float64)
+    labels = np.asarray(labels)
+    if not 1 <= k < len(X):
+        raise InputError(f"k = {k} neighbours need more than k examples, got {len(X)}")
+    squared = np.sum(X**2, axis=1)
+    distances = squared[:, None] + squared[None, :] - 2.0 * X @ X.T
+    np.fill_diagonal(distances, np.inf)
+    nearest = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    _, codes = np.unique(labels, return_inverse=True)
+    votes = np.apply_along_axis(np.bincount, 1, codes[nearest], minlength=codes.max() + 1)
+    return float(np.mean(votes.argmax(axis=1) == codes))
 
 
 def project_2d(X, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, tuple[str, str]]:
@@ -103,7 +131,8 @@ def embedding_panels(views: dict, layer: str, titles: dict | None = None, method
     -------
     matplotlib.figure.Figure
         One scatter collection per (panel, label), labelled ``"class <label>"``, so every point of a colour
-        group can be counted.
+        group can be counted; each panel also prints :func:`neighbour_agreement` of its features and labels
+        (in the full feature space, which the 2-D view may hide).
 
     Examples
     --------
@@ -132,6 +161,9 @@ def embedding_panels(views: dict, layer: str, titles: dict | None = None, method
                         points = coords[labels == label]
                         ax.scatter(points[:, 0], points[:, 1], s=3, color=colors[label], alpha=0.7,
                                    linewidths=0, label=f"class {label}", rasterized=True)
+                    score = neighbour_agreement(view[subset][0], labels)
+                    ax.text(0.02, 0.98, f"{NEIGHBOURS}-NN {score:.2f}", transform=ax.transAxes, ha="left",
+                            va="top", bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "linewidth": 0})
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if col == 0:
@@ -142,7 +174,9 @@ def embedding_panels(views: dict, layer: str, titles: dict | None = None, method
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 10), frameon=False,
                    handletextpad=0.1, columnspacing=0.8)
         name = "PCA" if method == "pca" else "UMAP"
-        fig.suptitle(f"{name} of layer {layer} per epoch, fitted on the shown examples of each column")
+        fig.suptitle(f"{name} of layer {layer}, fitted per epoch on the shown examples\n{NEIGHBOURS}-NN: label "
+                     f"agreement of the {NEIGHBOURS} nearest neighbours in all features "
+                     f"(chance {1 / len(classes):.2f})")
     return fig
 
 
