@@ -13,12 +13,14 @@ HDF5 layout (``RUN_DIR/activations.h5``)::
                               projection_seed, projection_block_rows, projection_scale
     /epoch_XXXX               attrs: epoch, weights_hash (of that checkpoint)
     /epoch_XXXX/LAYER/SUBSET  float32 (P*M, N) features, rows in the sample's order (manifold p is rows
-                              p*M .. (p+1)*M); lzf-compressed chunks of one manifold;
+                              p*M .. (p+1)*M); lzf-compressed chunks of one manifold,
+                              Fletcher-32 checksummed (like the samples) so that damage is detected;
                               attrs: complete (True only once fully written), P, M; the ``input`` entries
                               are stored once and hard-linked into every later epoch
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -27,7 +29,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from mftma.errors import DataFileError, InputError
+from mftma.errors import DataFileError, InputError, MFTMAError
 from mftma.experiments.config import SUBSETS
 
 CACHE_FILE = "activations.h5"
@@ -68,6 +70,9 @@ def open_cache_file(path: Path, mode: str = "r") -> h5py.File:
 class ActivationCache:
     """Read-only access to an activation cache, in the estimator's and the probes' layouts.
 
+    Content that cannot be read (a damaged chunk, a checksum mismatch, a broken object header) raises
+    :class:`~mftma.errors.DataFileError` naming the entry and the repair, ``mftma cache RUN_DIR --rebuild``.
+
     Parameters
     ----------
     path : str or pathlib.Path
@@ -75,9 +80,17 @@ class ActivationCache:
 
     Examples
     --------
-    >>> with ActivationCache("runs/default") as cache:                      # doctest: +SKIP
+    ``run_dir`` is a run directory cached by ``mftma cache`` (here: the shipped ``tiny`` config's run).
+
+    >>> with ActivationCache(run_dir) as cache:
+    ...     print(cache.epochs, cache.layers)
     ...     manifolds = cache.manifolds(cache.epochs[-1], cache.layers[-1], "permuted")
     ...     X, labels = cache.features(cache.epochs[-1], "input", "test")
+    [0, 1, 2, 3, 4] ['input', 'fc1', 'fc2', 'logits']
+    >>> len(manifolds), manifolds[0].shape  # one (features, samples) array per class
+    (10, (10, 5))
+    >>> X.shape, labels[:7].tolist()  # (samples, features), samples grouped by class
+    ((50, 40), [0, 0, 0, 0, 0, 1, 1])
     """
 
     def __init__(self, path: str | Path):
@@ -97,44 +110,54 @@ class ActivationCache:
     @property
     def metadata(self) -> dict:
         """The file's root attributes, JSON-valued ones decoded."""
-        attrs = dict(self._h5.attrs)
-        return {key: json.loads(value) if key in _JSON_ATTRS else _plain(value) for key, value in attrs.items()}
+        with self._reading("the header"):
+            attrs = dict(self._h5.attrs)
+            return {key: json.loads(value) if key in _JSON_ATTRS else _plain(value) for key, value in attrs.items()}
 
     @property
     def epochs(self) -> list[int]:
         """Epochs with at least one entry, ascending."""
-        return sorted(int(match.group(1)) for match in map(_EPOCH_GROUP.match, self._h5) if match)
+        with self._reading("the list of epochs"):
+            return sorted(int(match.group(1)) for match in map(_EPOCH_GROUP.match, self._h5) if match)
 
     @property
     def layers(self) -> list[str]:
         """Cached layers in the model's order."""
-        layers = self._h5.get("layers", {})
-        return sorted(layers, key=lambda name: int(layers[name].attrs["index"]))
+        with self._reading("the layer records"):
+            layers = self._h5.get("layers", {})
+            return sorted(layers, key=lambda name: int(layers[name].attrs["index"]))
 
     @property
     def subsets(self) -> list[str]:
         """Cached subsets (those with a recorded sample), in the order unpermuted, permuted, restored, test."""
-        return sorted(self._h5.get("samples", {}), key=SUBSETS.index)
+        with self._reading("the list of samples"):
+            return sorted(self._h5.get("samples", {}), key=SUBSETS.index)
 
     def layer_info(self, layer: str) -> dict:
         """Original shape and reduction of a layer (the ``/layers/LAYER`` attributes)."""
         self._check_name("layer", layer, self.layers)
-        return {key: _plain(value) for key, value in self._h5["layers"][layer].attrs.items()}
+        with self._reading(f"the record of layer {layer!r}"):
+            return {key: _plain(value) for key, value in self._h5["layers"][layer].attrs.items()}
 
     def sample(self, subset: str) -> dict:
         """The example sample of a subset: ``indices``, ``labels``, ``classes`` arrays, ``split``, ``M``, ``P``."""
         self._check_name("subset", subset, self.subsets)
-        group = self._h5["samples"][subset]
-        return {**{key: group[key][()] for key in group}, **{key: _plain(v) for key, v in group.attrs.items()}}
+        with self._reading(f"the {subset!r} sample"):
+            group = self._h5["samples"][subset]
+            arrays = {key: group[key][()] for key in group}
+            return {**arrays, **{key: _plain(value) for key, value in group.attrs.items()}}
 
     def entries(self) -> pd.DataFrame:
         """One row per stored entry: epoch, layer, layer_index, subset, N, P, M, complete."""
         rows = []
         layer_index = {name: index for index, name in enumerate(self.layers)}
         for epoch in self.epochs:
-            group = self._h5[epoch_key(epoch)]
-            for layer in group:
-                for subset, data in group[layer].items():
+            with self._reading(f"the entries of epoch {epoch}"):
+                group = self._h5[epoch_key(epoch)]
+                names = [(layer, subset) for layer in group for subset in group[layer]]
+            for layer, subset in names:
+                with self._reading(_entry_name(epoch, layer, subset)):
+                    data = group[layer][subset]
                     rows.append({"epoch": epoch, "layer": layer, "layer_index": layer_index.get(layer, -1),
                                  "subset": subset, "N": data.shape[1], "P": int(data.attrs["P"]),
                                  "M": int(data.attrs["M"]), "complete": bool(data.attrs.get("complete", False))})
@@ -143,14 +166,15 @@ class ActivationCache:
 
     def features(self, epoch: int, layer: str, subset: str) -> tuple[np.ndarray, np.ndarray]:
         """``(X, labels)``: float32 features (P*M, N), one row per example, and each row's grouping label."""
-        data = self._entry(epoch, layer, subset)
-        return data[()], self._h5["samples"][subset]["labels"][()]
+        with self._reading(_entry_name(epoch, layer, subset)):
+            return self._entry(epoch, layer, subset)[()], self._h5["samples"][subset]["labels"][()]
 
     def manifolds(self, epoch: int, layer: str, subset: str) -> list[np.ndarray]:
         """The P class manifolds of one entry, each a float32 (N, M) array: the estimator's layout."""
-        data = self._entry(epoch, layer, subset)
-        P, M = int(data.attrs["P"]), int(data.attrs["M"])
-        stacked = data[()].reshape(P, M, data.shape[1])
+        with self._reading(_entry_name(epoch, layer, subset)):
+            data = self._entry(epoch, layer, subset)
+            P, M = int(data.attrs["P"]), int(data.attrs["M"])
+            stacked = data[()].reshape(P, M, data.shape[1])
         return [np.ascontiguousarray(manifold.T) for manifold in stacked]
 
     def _entry(self, epoch: int, layer: str, subset: str):
@@ -163,13 +187,33 @@ class ActivationCache:
                                 f"{subset!r}; run `mftma cache` with them to add it")
         data = group[layer][subset]
         if not data.attrs.get("complete", False):
-            raise DataFileError(f"{self.path}: the entry for epoch {epoch}, layer {layer!r}, subset {subset!r} "
-                                "is incomplete (an interrupted run); rerun `mftma cache` to finish it")
+            raise DataFileError(f"{self.path}: {_entry_name(epoch, layer, subset)} is incomplete (an "
+                                "interrupted run); rerun `mftma cache` to finish it")
         return data
+
+    @contextlib.contextmanager
+    def _reading(self, what: str):
+        """Turn the errors h5py raises on damaged content into a DataFileError naming ``what``.
+
+        h5py reports damage as OSError (e.g. a checksum mismatch), KeyError or RuntimeError (broken object
+        headers or links); ValueError comes from inconsistent values (e.g. a shape that does not match P, M).
+        """
+        try:
+            yield
+        except MFTMAError:
+            raise
+        except (OSError, KeyError, RuntimeError, ValueError) as error:
+            raise DataFileError(
+                f"{self.path}: {what} cannot be read ({error}); the file is damaged. Run `mftma cache "
+                f"{self.path.parent} --rebuild` to move it aside and cache anew") from None
 
     def _check_name(self, kind: str, name, valid: list) -> None:
         if name not in valid:
             raise InputError(f"unknown {kind} {name!r} in {self.path}; valid {kind}s: {valid}")
+
+
+def _entry_name(epoch: int, layer: str, subset: str) -> str:
+    return f"the entry for epoch {epoch}, layer {layer!r}, subset {subset!r}"
 
 
 def _plain(value):

@@ -7,7 +7,9 @@ so an interrupted run leaves finished entries valid: rerunning deletes and redoe
 and never rewrites finished ones. The run's settings
 hash, the cache settings, the sample indices, the layers' shapes and reductions and every epoch's weights
 hash are recorded; a mismatch with the run raises :class:`~mftma.errors.DataFileError` (``rebuild=True``
-moves the stale file aside and starts a new one).
+moves the stale file aside and starts a new one). A batch of features holding NaN or inf (from a diverged
+or damaged checkpoint) stops the run with a :class:`~mftma.errors.DataFileError` naming the entry, which is
+never marked complete.
 
 The forward pass and the projection run on ``cache.device`` (the GPU when present under ``auto``). The
 projection kind is part of the cache settings, so a cache written with another projection is stale. The
@@ -34,13 +36,15 @@ from mftma.atomic import atomic_path
 from mftma.cache.projection import DEFAULT_CACHE_BYTES, BatchReducer, LayerReduction
 from mftma.cache.reader import CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_key, open_cache_file
 from mftma.errors import DataFileError, InputError
+from mftma.experiments.checkpoints import checkpoint_path
 from mftma.experiments.subsets import sample_subsets
-from mftma.experiments.training import resolve_device
+from mftma.devices import resolve_device
 from mftma.run_lock import run_directory_lock
 
 #: lzf (built into h5py) compresses activations to ~75 % at ~2x the speed of gzip level 1 (~67 %); the
-#: default run's caching time is dominated by compression (benchmarks/bench_cache.py).
-COMPRESSION = {"compression": "lzf"}
+#: default run's caching time is dominated by compression (benchmarks/bench_cache.py). The Fletcher-32
+#: checksum (a few % of the time) makes the reader detect any damaged chunk instead of returning its bytes.
+COMPRESSION = {"compression": "lzf", "fletcher32": True}
 #: Complete entries are flushed to disk at the end of every epoch and after this many seconds of work.
 FLUSH_SECONDS = 30.0
 #: The analysis layer that is the network's input: the same at every epoch, stored once and hard-linked.
@@ -109,8 +113,8 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
         Unknown epochs, layers or subsets, invalid settings, or a CUDA device where torch sees no GPU.
     DataFileError
         The existing cache is corrupt, foreign or stale, another process writes into the run directory
-        (see :mod:`mftma.run_lock`), or writing failed (e.g. disk full); entries already marked complete
-        stay valid.
+        (see :mod:`mftma.run_lock`), a checkpoint gives NaN or inf features, or writing failed (e.g. disk
+        full); entries already marked complete stay valid.
     """
     with run_directory_lock(run, "activation caching"):
         settings = resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, projection, device)
@@ -232,7 +236,7 @@ def _store_samples(h5, path, samples) -> None:
             continue
         entry = group.create_group(name)
         for key, value in arrays.items():
-            entry.create_dataset(key, data=np.asarray(value, dtype=np.int64))
+            entry.create_dataset(key, data=np.asarray(value, dtype=np.int64), fletcher32=True)
         entry.attrs.update({"split": sample.split, "M": int(sample.M), "P": len(sample.classes)})
     _flush(h5)
 
@@ -341,6 +345,7 @@ class _EpochWriter:
                     batch = model.activations(inputs[torch.as_tensor(rows)].to(device), layers)
                 for layer in layers:
                     features = self._reducer(layer, tuple(batch[layer].shape[1:]))(batch[layer])
+                    self._check_finite(features, group, layer, subset)
                     if layer not in entries:
                         entries[layer] = self._create_entry(group, layer, subset, features.shape[1])
                     entries[layer][start:start + len(rows)] = features
@@ -352,6 +357,18 @@ class _EpochWriter:
             raise
         except OSError as error:
             raise _write_error(self.h5, error) from None
+
+    def _check_finite(self, features: np.ndarray, group, layer: str, subset: str) -> None:
+        """Refuse a batch of features holding NaN or inf, naming the entry and the checkpoint it came from."""
+        finite = np.isfinite(features).all(axis=1)
+        if finite.all():
+            return
+        epoch = int(group.attrs["epoch"])
+        raise DataFileError(
+            f"the features of epoch {epoch}, layer {layer!r}, subset {subset!r} hold NaN or inf "
+            f"({int((~finite).sum())} of a batch of {len(finite)} examples), computed from the checkpoint "
+            f"{checkpoint_path(self.run.path, epoch)}: the run diverged or the checkpoint is damaged. The entry "
+            "is not marked complete; leave the epoch out (--epochs) or retrain the run")
 
     def _flush(self) -> None:
         _flush(self.h5)
