@@ -333,7 +333,10 @@ def test_heatmap_colour_scale_is_robust_and_cells_outside_it_are_hatched():
     fig = metric_heatmaps(results, "radius", best_epoch=2)
     panels = [ax for ax in fig.axes if ax.images and ax.get_title()]
     values = results.loc[results["metric"] == "radius", "value"].to_numpy()
-    low, high = np.percentile(values, [2, 98])
+    q1, q3 = np.percentile(values, [25, 75])
+    inliers = values[(values >= q1 - 3 * (q3 - q1)) & (values <= q3 + 3 * (q3 - q1))]
+    low, high = inliers.min(), inliers.max()
+    assert len(inliers) == len(values) - 1  # only the planted outlier is left out
     norm = panels[0].images[0].norm
     assert (norm.vmin, norm.vmax) == pytest.approx((low, high))
     assert high < values.max() / 100  # the outlier no longer sets the scale
@@ -344,10 +347,19 @@ def test_heatmap_colour_scale_is_robust_and_cells_outside_it_are_hatched():
         expected = sorted((int(c), int(r)) for r, c in zip(*np.nonzero((image < low) | (image > high))))
         assert hatched_cells(ax) == expected
     assert (LAYERS.index("fc1"), EPOCHS.index(1)) in hatched_cells(panels[1])
-    assert sum(len(hatched_cells(ax)) for ax in panels) == np.sum((values < low) | (values > high)) > 0
+    assert sum(len(hatched_cells(ax)) for ax in panels) == 1
     legend_texts = [text.get_text() for legend in fig.legends for text in legend.get_texts()]
     assert legend_texts == ["best epoch (2)", OUTSIDE_LABEL]
     assert fig.axes[-1].get_ylabel() == "radius $R_M$"
+    plt.close(fig)
+
+
+def test_heatmap_without_outliers_spans_all_values_and_hatches_nothing():
+    fig = metric_heatmaps(synthetic_results(), "radius")
+    values = synthetic_results().query("metric == 'radius'")["value"]
+    panels = [ax for ax in fig.axes if ax.images and ax.get_title()]
+    assert (panels[0].images[0].norm.vmin, panels[0].images[0].norm.vmax) == (values.min(), values.max())
+    assert not any(hatched_cells(ax) for ax in panels) and not fig.legends
     plt.close(fig)
 
 
@@ -356,7 +368,8 @@ def test_difference_maps_use_the_robust_absolute_limit():
     fig = difference_maps(results, "capacity", best_epoch=2)
     panels = [ax for ax in fig.axes if ax.get_title()]
     grids = [panel.images[0].get_array().compressed() for panel in panels]
-    limit = np.percentile(np.abs(np.concatenate(grids)), 98)
+    absolute = np.sort(np.abs(np.concatenate(grids)))
+    limit = absolute[-2]  # the largest difference but the planted outlier's
     assert panels[0].images[0].norm.vmax == pytest.approx(limit) == -panels[0].images[0].norm.vmin
     assert hatched_cells(panels[0]) == [(LAYERS.index("fc1"), EPOCHS.index(1))]
     plt.close(fig)

@@ -17,8 +17,8 @@ RUN_DIR/results/figures (or --out):
                          cached epoch: unpermuted by label, permuted by training label, restored by true
                          label (if the activation cache is present; analysis/fig_embedding.py for options)
 
-Heatmap colour scales span the 2nd-98th percentile of the values, so one outlier does not darken every
-other cell; cells outside the scale are hatched. --metrics limits the heatmaps, difference maps and
+Heatmap colour scales leave out far outliers (over 3 interquartile ranges outside the quartiles), so one
+outlier does not darken every other cell; cells outside the scale are hatched. --metrics limits the heatmaps, difference maps and
 profiles to the named metrics. The best epoch is the analysed epoch with the highest test accuracy. Figures are 7 in wide with text of
 at least 8 pt, and every file is written atomically.
 """

@@ -15,10 +15,11 @@ from mftma.plotting.tables import check_results, epoch_layer_grid, metric_values
 #: Pairs (subset, reference) drawn by :func:`difference_maps`, as ``subset - reference``.
 DIFFERENCE_PAIRS = (("permuted", "unpermuted"), ("restored", "unpermuted"))
 
-#: Percentiles of the finite values that bound the colour scales, so that a few outliers do not set them.
-ROBUST_PERCENTILES = (2.0, 98.0)
+#: Values more than this many interquartile ranges outside the quartiles are far outliers (Tukey): they are
+#: left out of the colour scale, so that one outlier cannot compress the other cells into one colour.
+OUTLIER_IQR = 3.0
 #: Label of the hatching that marks cells outside the colour scale.
-OUTSIDE_LABEL = "beyond the colour scale (limits at the {:g}th and {:g}th percentiles)".format(*ROBUST_PERCENTILES)
+OUTSIDE_LABEL = f"beyond the colour scale (far outlier: over {OUTLIER_IQR:g} IQR outside the quartiles)"
 
 _MAX_TICKS = 10
 #: The best-epoch line: black with a white edge, visible on dark, light and white (diverging centre) cells.
@@ -109,9 +110,9 @@ def metric_heatmaps(results, metric: str, subsets=None, best_epoch: int | None =
 
     Notes
     -----
-    The colour scale spans the :data:`ROBUST_PERCENTILES` of all finite values of all panels, so a single
-    outlier does not compress the other cells into one colour; the images hold the exact values, and
-    cells outside the scale are hatched (and named in the legend below the panels).
+    The colour scale spans the finite values of all panels except far outliers (:data:`OUTLIER_IQR`), so a
+    single outlier does not compress the other cells into one colour; the images hold the exact values,
+    and cells outside the scale are hatched (and named in the legend below the panels).
 
     Returns
     -------
@@ -151,8 +152,8 @@ def difference_maps(results, metric: str, pairs=DIFFERENCE_PAIRS, best_epoch: in
 
     The diverging colormap is centred at 0 with limits symmetric around it, so
     equal colours mean equal differences in both directions; the limit is the
-    upper :data:`ROBUST_PERCENTILES` of the absolute differences, and cells beyond
-    it are hatched.
+    largest absolute difference that is not a far outlier (:data:`OUTLIER_IQR`), and
+    cells beyond it are hatched.
 
     Parameters
     ----------
@@ -197,18 +198,22 @@ def difference_maps(results, metric: str, pairs=DIFFERENCE_PAIRS, best_epoch: in
 
 
 def _robust_range(grids) -> tuple[float, float]:
-    """The :data:`ROBUST_PERCENTILES` of the finite values over all grids (0, 1 when there are none).
+    """Smallest and largest finite value over all grids that is not a far outlier (0, 1 when there are none).
+
+    Far outliers lie more than :data:`OUTLIER_IQR` interquartile ranges below the first or above the third
+    quartile; with a zero interquartile range no value is an outlier.
 
     Examples
     --------
     >>> import pandas as pd
-    >>> low, high = _robust_range([pd.DataFrame([[*range(100), 1e6]])])
-    >>> round(low, 2), round(high, 2)
-    (2.0, 98.0)
+    >>> _robust_range([pd.DataFrame([[1.0, 2.0, 3.0, 4.0, 5.0, 1e6]])])
+    (1.0, 5.0)
     """
     values = np.concatenate([grid.to_numpy(dtype=float).ravel() for grid in grids])
     values = values[np.isfinite(values)]
     if values.size == 0:
         return 0.0, 1.0
-    low, high = np.percentile(values, ROBUST_PERCENTILES)
-    return float(low), float(high)
+    q1, q3 = np.percentile(values, [25, 75])
+    spread = OUTLIER_IQR * (q3 - q1)
+    inliers = values if spread == 0 else values[(values >= q1 - spread) & (values <= q3 + spread)]
+    return float(inliers.min()), float(inliers.max())
