@@ -70,8 +70,36 @@ def _has_pair(results, metric) -> bool:
     return any({subset, reference} <= subsets for subset, reference in DIFFERENCE_PAIRS)
 
 
-def run_figures(run_dir, metrics=None):
+def run_results(run_dir, settings=None):
+    """The results table of ``run_dir`` to draw: all of it, or the rows of one analysis settings.
+
+    Parameters
+    ----------
+    settings : str or dict, optional
+        A settings key, or settings values such as ``{"n_t": 100}``
+        (see :func:`mftma.pipeline.results.select_settings`).
+
+    Raises
+    ------
+    InputError
+        The selection matches no or several settings, or (without a selection) the table mixes
+        several settings.
+    """
+    from mftma.pipeline.results import load_results, select_settings, single_settings
+
+    results = load_results(run_dir)
+    if settings is not None:
+        results = select_settings(results, settings) if isinstance(settings, str) else \
+            select_settings(results, **settings)
+    single_settings(results)
+    return results
+
+
+def run_figures(run_dir, settings=None, metrics=None):
     """Yield ``(name, figure)`` for every figure the run's tables support.
+
+    ``settings`` selects the analysis settings to draw (:func:`run_results`); a table that mixes
+    several is refused.
 
     Heatmaps of each metric (``heatmap_<metric>``), difference maps of each metric analysed for a
     subset pair (``difference_<metric>``), the layer profiles at the best and last analysed epochs
@@ -91,11 +119,10 @@ def run_figures(run_dir, metrics=None):
     """
     from mftma.cache.reader import CACHE_FILE
     from mftma.experiments.run import Run
-    from mftma.pipeline.results import load_results
     from mftma.pipeline.rollback import load_rollback
 
     run = Run(run_dir)
-    results, run_metrics = load_results(run.path), run.metrics()
+    results, run_metrics = run_results(run.path, settings), run.metrics()
     present = check_metrics(results, metrics)
     best, last = analysed_best_epoch(run_metrics, results), int(results["epoch"].max())
     yield "training_curves", training_curves(run_metrics, best_epoch=best)
@@ -123,7 +150,8 @@ def _cache_embedding(cache_path, run_metrics):
     return f"embedding_{layer}", figure
 
 
-def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = False, metrics=None) -> list[Path]:
+def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = False, settings=None,
+             metrics=None) -> list[Path]:
     """Write every figure of :func:`run_figures` as ``<out_dir>/<name>.<format>``.
 
     Parameters
@@ -135,7 +163,10 @@ def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = Fal
     formats : sequence of str
         File formats, e.g. ``("png", "pdf")``.
     progress : bool
-        Print each written figure.
+        Print the analysis settings drawn and each written figure.
+    settings : str or dict, optional
+        The analysis settings to draw, by key or values (see :func:`run_results`); needed when the
+        table holds several.
     metrics : sequence of str, optional
         Metrics drawn as heatmaps, difference maps and profiles (default: all analysed).
 
@@ -145,8 +176,13 @@ def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = Fal
         The files written.
     """
     out_dir = figures_dir(run_dir) if out_dir is None else Path(out_dir)
+    if progress:
+        from mftma.pipeline.results import describe_settings
+
+        results = run_results(run_dir, settings)
+        print(f"drawing the results of analysis settings {describe_settings(results, results['settings'].iloc[0])}")
     written = []
-    for name, figure in run_figures(run_dir, metrics):
+    for name, figure in run_figures(run_dir, settings, metrics):
         written += save_figure(figure, out_dir / name, formats)
         plt.close(figure)
         if progress:
