@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mftma.errors import DataFileError, InputError, MFTMAError
-from mftma.experiments.config import SUBSETS
+from mftma.names import SUBSETS
 
 CACHE_FILE = "activations.h5"
 FORMAT_NAME = "mftma-activation-cache"
