@@ -23,7 +23,7 @@ def parser(description: str, figures: bool = True) -> argparse.ArgumentParser:
 def analysed_run(run_dir):
     """(results table, per-epoch metrics, best analysed epoch, last analysed epoch) of a run."""
     from mftma.experiments.run import Run
-    from mftma.pipeline.results import load_results
+    from mftma.results.table import load_results
     from mftma.plotting.figures import analysed_best_epoch
 
     run = Run(run_dir)

@@ -41,7 +41,7 @@ _EXPORTS = {
     "cache_activations": "mftma.cache.writer",
     "ActivationCache": "mftma.cache.reader",
     "analyze_run": "mftma.pipeline.analyze",
-    "load_results": "mftma.pipeline.results",
+    "load_results": "mftma.results.table",
     "rollback": "mftma.pipeline.rollback",
     "load_rollback": "mftma.pipeline.rollback",
     "plot_run": "mftma.plotting.figures",

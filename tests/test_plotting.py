@@ -19,7 +19,7 @@ from mftma.cli import plot as plot_cli
 from mftma.errors import InputError
 from mftma.experiments.config import load_config
 from mftma.experiments.training import train
-from mftma.pipeline.results import save_results
+from mftma.results.table import save_results
 from mftma.pipeline.rollback import load_rollback, rollback
 from mftma.plotting import (
     difference_maps,

@@ -32,7 +32,7 @@ import pandas as pd
 from mftma.atomic import atomic_path
 from mftma.errors import DataFileError, InputError
 from mftma.estimator import SEEDED_RESULTS_REVISION
-from mftma.pipeline.results import results_dir, save_results, validate_results
+from mftma.results.table import results_dir, save_results, validate_results
 from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER, resolve_backend
 from mftma.run_lock import run_directory_lock
 
@@ -112,7 +112,7 @@ def analyze_run(
     Returns
     -------
     pandas.DataFrame
-        The results table (:mod:`mftma.pipeline.results`) of every cell stored under these
+        The results table (:mod:`mftma.results.table`) of every cell stored under these
         settings, also written to ``RUN_DIR/results/results.h5`` and ``results.csv``;
         ``attrs["settings"]`` holds the settings and their key.
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from mftma.errors import InputError
-from mftma.plotting.tables import check_results, layer_order, layer_profile
+from mftma.results.selections import check_results, layer_order, layer_profile
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def evaluate_claims(results, rollback: pd.DataFrame, best_epoch: int, last_epoch
     Parameters
     ----------
     results : pandas.DataFrame
-        Results table of one run (see :mod:`mftma.pipeline.results`).
+        Results table of one run (see :mod:`mftma.results.table`).
     rollback : pandas.DataFrame
         Rollback table of the run (see :mod:`mftma.pipeline.rollback`).
     best_epoch, last_epoch : int

@@ -180,7 +180,7 @@ def detect_noise(run_dir: str | Path, out_dir: str | Path | None = None,
     import matplotlib.pyplot as plt
 
     from mftma.atomic import atomic_write
-    from mftma.pipeline.results import results_dir
+    from mftma.results.table import results_dir
     from mftma.plotting.noise_detection import detection_curves
     from mftma.plotting.style import save_figure
 

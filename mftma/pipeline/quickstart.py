@@ -165,7 +165,7 @@ def _plot(run_dir, formats) -> list[Path]:
     import hashlib
 
     from mftma.atomic import atomic_write_text
-    from mftma.pipeline.results import RESULTS_CSV, results_dir
+    from mftma.results.table import RESULTS_CSV, results_dir
     from mftma.pipeline.rollback import ROLLBACK_CSV
     from mftma.plotting.figures import figures_dir, plot_run
 
@@ -198,7 +198,7 @@ def summarize(run, results, rollback_table) -> dict:
     """
     from mftma.pipeline.claims import evaluate_claims
     from mftma.plotting.figures import analysed_best_epoch
-    from mftma.plotting.tables import layer_order
+    from mftma.results.selections import layer_order
 
     metrics = run.metrics().set_index("epoch")
     best = analysed_best_epoch(metrics.reset_index(), results)

@@ -33,7 +33,7 @@ import torch
 
 from mftma.errors import DataFileError, InputError
 from mftma.atomic import atomic_write
-from mftma.pipeline.results import results_dir
+from mftma.results.table import results_dir
 from mftma.run_lock import run_directory_lock
 
 DIRECTIONS = ("last", "first")

@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from mftma.errors import InputError
-from mftma.pipeline.results import results_dir
+from mftma.results.table import results_dir
 from mftma.plotting.curves import training_curves
 from mftma.plotting.heatmaps import DIFFERENCE_PAIRS, difference_maps, metric_heatmaps
 from mftma.plotting.profiles import PROFILE_METRICS, layer_profiles
@@ -53,7 +53,7 @@ def run_figures(run_dir):
     close each after saving it.
     """
     from mftma.experiments.run import Run
-    from mftma.pipeline.results import load_results
+    from mftma.results.table import load_results
     from mftma.pipeline.rollback import load_rollback
 
     run = Run(run_dir)

@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
-from mftma.pipeline.results import SUBSET_ORDER
+from mftma.results.table import SUBSET_ORDER
 
 #: Width of a two-column paper figure, in inches.
 PAPER_WIDTH = 7.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from mftma.errors import InputError
-from mftma.pipeline.results import validate_results
+from mftma.results.table import validate_results
 
 
 def require_columns(table: pd.DataFrame, columns, what: str) -> None:
@@ -22,7 +22,7 @@ def check_results(results: pd.DataFrame) -> pd.DataFrame:
     Raises
     ------
     InputError
-        If the table breaks the schema of :mod:`mftma.pipeline.results`, is empty or mixes several runs.
+        If the table breaks the schema of :mod:`mftma.results.table`, is empty or mixes several runs.
     """
     results = validate_results(results)
     if results.empty:
