@@ -44,7 +44,7 @@ _EXPORTS = {
     "load_results": "mftma.results.table",
     "rollback": "mftma.pipeline.rollback",
     "load_rollback": "mftma.pipeline.rollback",
-    "plot_run": "mftma.plotting.figures",
+    "plot_run": "mftma.pipeline.figures",
     "quickstart": "mftma.pipeline.quickstart",
     # errors and warnings
     "MFTMAError": "mftma.errors",

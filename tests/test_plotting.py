@@ -29,7 +29,7 @@ from mftma.plotting import (
     save_figure,
     training_curves,
 )
-from mftma.plotting.figures import analysed_best_epoch
+from mftma.pipeline.figures import analysed_best_epoch
 
 LAYERS = ["input", "fc1", "fc2", "logits"]
 SUBSETS = ["unpermuted", "permuted", "restored", "test"]
@@ -180,7 +180,7 @@ def saved_figures(monkeypatch):
         saved[Path(path_stem).name] = fig
         return save_figure(fig, path_stem, *args, **kwargs)
 
-    monkeypatch.setattr("mftma.plotting.figures.save_figure", recording)
+    monkeypatch.setattr("mftma.pipeline.figures.save_figure", recording)
     monkeypatch.setattr("mftma.plotting.save_figure", recording)
     return saved
 

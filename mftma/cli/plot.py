@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from mftma.plotting.figures import plot_run
+    from mftma.pipeline.figures import plot_run
 
     written = plot_run(args.run_dir, out_dir=args.out, formats=args.formats, progress=True)
     print(f"{len(written)} files written")

@@ -167,7 +167,7 @@ def _plot(run_dir, formats) -> list[Path]:
     from mftma.atomic import atomic_write_text
     from mftma.results.table import RESULTS_CSV, results_dir
     from mftma.pipeline.rollback import ROLLBACK_CSV
-    from mftma.plotting.figures import figures_dir, plot_run
+    from mftma.pipeline.figures import figures_dir, plot_run
 
     sources = {name: hashlib.sha256((results_dir(run_dir) / name).read_bytes()).hexdigest()
                for name in (RESULTS_CSV, ROLLBACK_CSV)}
@@ -197,7 +197,7 @@ def summarize(run, results, rollback_table) -> dict:
         with its k and epoch) and ``claims`` (see :func:`mftma.pipeline.claims.evaluate_claims`).
     """
     from mftma.pipeline.claims import evaluate_claims
-    from mftma.plotting.figures import analysed_best_epoch
+    from mftma.pipeline.figures import analysed_best_epoch
     from mftma.results.selections import layer_order
 
     metrics = run.metrics().set_index("epoch")

@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mftma.errors import InputError
-from mftma.experiments.flawed.experiment import check_samples, local_scheduler, train_run, write_table
+from mftma.pipeline.flawed.experiment import check_samples, local_scheduler, train_run, write_table
 from mftma.probes.concept import DEFAULT_FOLDS, METHODS
 from mftma.run_lock import run_directory_lock
 
@@ -112,7 +112,7 @@ def concept_experiment(config, out, *, n_examples: int | None = None, methods=ME
     """
     from threadpoolctl import threadpool_limits
 
-    from mftma.experiments.flawed.features import channel_means, layer_features
+    from mftma.pipeline.flawed.features import channel_means, layer_features
     from mftma.experiments.models import build_model
     from mftma.probes.concept import concept_table
 

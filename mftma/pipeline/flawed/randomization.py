@@ -27,8 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from mftma.errors import InputError
-from mftma.experiments.flawed.experiment import check_samples, train_run, write_table
-from mftma.experiments.flawed.features import CacheReduction, layer_features, subset_geometry
+from mftma.pipeline.flawed.experiment import check_samples, train_run, write_table
+from mftma.pipeline.flawed.features import CacheReduction, layer_features, subset_geometry
 from mftma.experiments.models import LayeredModel
 from mftma.pipeline.rollback import rolled_back_blocks
 
