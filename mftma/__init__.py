@@ -43,7 +43,7 @@ _EXPORTS = {
     "analyze_run": "mftma.pipeline.analyze",
     "load_results": "mftma.results.table",
     "rollback": "mftma.pipeline.rollback",
-    "load_rollback": "mftma.pipeline.rollback",
+    "load_rollback": "mftma.results.rollback",
     "plot_run": "mftma.pipeline.figures",
     "quickstart": "mftma.pipeline.quickstart",
     # errors and warnings

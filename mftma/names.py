@@ -9,3 +9,8 @@ reader and the figures may all read it without pulling in torch or pandas.
 #: (``permuted``, grouped by the training label), the same permuted examples under their true label
 #: (``restored``), and held-out examples (``test``).
 SUBSETS = ("unpermuted", "permuted", "restored", "test")
+
+#: The per-example training signals that ``mftma detect-noise`` scores (docs/method.md), in the order
+#: of its table and of the figure's legend.
+NOISE_SIGNALS = ("loss", "logit_grad_norm", "negative_margin", "cumulative_loss", "first_fitted_epoch",
+                 "forgetting_events")

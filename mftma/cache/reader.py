@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mftma.errors import DataFileError, InputError, MFTMAError
+from mftma.estimator.validation import manifolds_from_rows
 from mftma.names import SUBSETS
 
 CACHE_FILE = "activations.h5"
@@ -174,8 +175,8 @@ class ActivationCache:
         with self._reading(_entry_name(epoch, layer, subset)):
             data = self._entry(epoch, layer, subset)
             P, M = int(data.attrs["P"]), int(data.attrs["M"])
-            stacked = data[()].reshape(P, M, data.shape[1])
-        return [np.ascontiguousarray(manifold.T) for manifold in stacked]
+            rows = data[()]
+        return manifolds_from_rows(rows, P, M)
 
     def _entry(self, epoch: int, layer: str, subset: str):
         self._check_name("epoch", epoch, self.epochs)

@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from mftma.errors import InputError
+from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T
 from mftma.estimator.analysis import analyze_manifolds
 from mftma.estimator.validation import check_count, check_manifolds
 
@@ -91,10 +92,10 @@ def diagnose(
     sample_counts=None,
     n_t_values=(50, 100, 200, 400),
     projection_dims=None,
-    n_t: int = 200,
+    n_t: int = DEFAULT_N_T,
     n_seeds: int = 5,
-    kappa: float = 0.0,
-    n_reps: int = 10,
+    kappa: float = DEFAULT_KAPPA,
+    n_reps: int = DEFAULT_N_REPS,
     seed: int = 0,
     progress: bool = False,
 ) -> Diagnosis:

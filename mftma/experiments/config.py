@@ -41,8 +41,6 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine", "linear")
 #: Random projections of layers wider than ``cache.projection_dim`` (see :mod:`mftma.cache.projection`).
 PROJECTIONS = ("gaussian", "sparse")
-#: Example configs shipped in ``mftma/configs``; ``load_config`` accepts these names instead of paths.
-DEFAULT_CONFIG = "mnist1d"
 
 
 def _number(value, kind, name, *, minimum=None, allow_none=False):

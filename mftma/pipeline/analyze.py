@@ -31,7 +31,7 @@ import pandas as pd
 
 from mftma.atomic import atomic_path
 from mftma.errors import DataFileError, InputError
-from mftma.estimator import SEEDED_RESULTS_REVISION
+from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T, SEEDED_RESULTS_REVISION
 from mftma.results.table import results_dir, save_results, validate_results
 from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER, resolve_backend
 from mftma.run_lock import run_directory_lock
@@ -63,9 +63,9 @@ def analyze_run(
     epochs: Sequence[int] | None = None,
     layers: Sequence[str] | None = None,
     subsets: Sequence[str] | None = None,
-    kappa: float = 0.0,
-    n_t: int = 200,
-    n_reps: int = 10,
+    kappa: float = DEFAULT_KAPPA,
+    n_t: int = DEFAULT_N_T,
+    n_reps: int = DEFAULT_N_REPS,
     seed: int = 0,
     probes: bool = True,
     probe_folds: int = DEFAULT_FOLDS,

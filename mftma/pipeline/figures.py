@@ -54,7 +54,7 @@ def run_figures(run_dir):
     """
     from mftma.experiments.run import Run
     from mftma.results.table import load_results
-    from mftma.pipeline.rollback import load_rollback
+    from mftma.results.rollback import load_rollback
 
     run = Run(run_dir)
     results, metrics = load_results(run.path), run.metrics()

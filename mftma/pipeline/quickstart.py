@@ -166,7 +166,7 @@ def _plot(run_dir, formats) -> list[Path]:
 
     from mftma.atomic import atomic_write_text
     from mftma.results.table import RESULTS_CSV, results_dir
-    from mftma.pipeline.rollback import ROLLBACK_CSV
+    from mftma.results.rollback import ROLLBACK_CSV
     from mftma.pipeline.figures import figures_dir, plot_run
 
     sources = {name: hashlib.sha256((results_dir(run_dir) / name).read_bytes()).hexdigest()

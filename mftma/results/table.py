@@ -50,6 +50,7 @@ import pandas as pd
 from mftma.atomic import atomic_path
 from mftma.errors import DataFileError, InputError
 from mftma.names import SUBSETS
+from mftma.results.hdf5 import read_h5_table, write_h5_table
 
 RESULT_COLUMNS = ("run", "epoch", "layer", "layer_index", "subset", "metric", "value")
 METRICS = (
@@ -160,25 +161,13 @@ def save_results(run_dir, frame: pd.DataFrame) -> tuple[pathlib.Path, pathlib.Pa
     (pathlib.Path, pathlib.Path)
         The HDF5 and CSV paths written.
     """
-    import h5py
-
     table = validate_results(frame)
     directory = results_dir(run_dir)
     h5_path, csv_path = directory / RESULTS_H5, directory / RESULTS_CSV
     with atomic_path(h5_path) as temporary:
-        with h5py.File(temporary, "w") as handle:
-            group = handle.create_group("results")
-            group.attrs["format"] = _FORMAT
-            group.attrs["format_version"] = _FORMAT_VERSION
-            group.attrs["columns"] = json.dumps(list(RESULT_COLUMNS))
-            group.attrs["settings"] = json.dumps(table.attrs.get("settings", {}), sort_keys=True)
-            for column in RESULT_COLUMNS:
-                values = table[column].to_numpy()
-                if column in _STRING_COLUMNS:
-                    values = values.astype(object)
-                    group.create_dataset(column, data=values, dtype=h5py.string_dtype("utf-8"))
-                else:
-                    group.create_dataset(column, data=values)
+        write_h5_table(temporary, "results", table, RESULT_COLUMNS, _STRING_COLUMNS,
+                       {"format": _FORMAT, "format_version": _FORMAT_VERSION,
+                        "settings": json.dumps(table.attrs.get("settings", {}), sort_keys=True)})
     with atomic_path(csv_path) as temporary:
         table.to_csv(temporary, index=False)
     return h5_path, csv_path
@@ -203,25 +192,13 @@ def load_results(run_dir) -> pd.DataFrame:
     DataFileError
         If the file is missing or is not an mftma results file.
     """
-    import h5py
-
     path = results_dir(run_dir) / RESULTS_H5
     if not path.exists():
         raise DataFileError(f"no results table at {path}; run `mftma analyze {run_dir}` first")
-    try:
-        with h5py.File(path, "r") as handle:
-            group = handle["results"]
-            if group.attrs.get("format") != _FORMAT:
-                raise DataFileError(f"{path} is not an mftma results file")
-            columns = {
-                column: group[column].asstr()[()] if column in _STRING_COLUMNS else group[column][()]
-                for column in RESULT_COLUMNS
-            }
-            settings = json.loads(group.attrs["settings"])
-    except DataFileError:
-        raise
-    except (OSError, KeyError) as error:
-        raise DataFileError(f"cannot read the results table {path}: {error}") from error
+    columns, attrs = read_h5_table(path, "results", RESULT_COLUMNS, _STRING_COLUMNS, _FORMAT, "results table")
+    if "settings" not in attrs:
+        raise DataFileError(f"cannot read the results table {path}: it lacks the settings attribute")
+    settings = json.loads(attrs["settings"])
     frame = pd.DataFrame(columns)
     frame.attrs["settings"] = settings
     return validate_results(frame)
