@@ -90,7 +90,9 @@ class CachedSamples:
 
     def __init__(self, run, layers=None):
         with ActivationCache(run.path / CACHE_FILE) as cache:
-            self.reduce = CacheReduction.from_settings(cache.metadata["cache_settings"])
+            #: The cache's ``cache_settings``: they fix the examples and the reduction.
+            self.cache_settings = cache.metadata["cache_settings"]
+            self.reduce = CacheReduction.from_settings(self.cache_settings)
             self.layers = list(cache.layers if layers is None else layers)
             unknown = sorted(set(self.layers) - set(cache.layers))
             if unknown:

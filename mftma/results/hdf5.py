@@ -36,8 +36,10 @@ def write_h5_table(path, group_name: str, table, columns, string_columns, attrs:
                 group.create_dataset(column, data=values)
 
 
-def read_h5_table(path, group_name: str, columns, string_columns, file_format: str, what: str):
+def read_h5_table(path, group_name: str, columns, string_columns, file_format: str, what: str, optional=()):
     """Read what :func:`write_h5_table` wrote: ``({column: array}, {attribute: value})``.
+
+    Columns named in ``optional`` are left out when the file lacks them (tables of older formats).
 
     Raises
     ------
@@ -53,7 +55,7 @@ def read_h5_table(path, group_name: str, columns, string_columns, file_format: s
             if group.attrs.get("format") != file_format:
                 raise DataFileError(f"{path} is not an mftma {what}")
             values = {column: group[column].asstr()[()] if column in string_columns else group[column][()]
-                      for column in columns}
+                      for column in columns if column in group or column not in optional}
             return values, dict(group.attrs)
     except DataFileError:
         raise

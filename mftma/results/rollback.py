@@ -2,9 +2,10 @@
 
 ``rollback``
     accuracy after rolling back k blocks: one row per (direction, k, epoch, subset), columns
-    :data:`ROLLBACK_COLUMNS` (``metric`` is ``"accuracy"``, ``value`` in [0, 1]);
+    :data:`ROLLBACK_COLUMNS` (``metric`` is ``"accuracy"``, ``value`` in [0, 1], ``source`` the hash of the checkpoints it comes from);
 ``rollback_geometry``
-    MFTMA geometry of the rolled-back networks' layers, columns :data:`GEOMETRY_COLUMNS`.
+    MFTMA geometry of the rolled-back networks' layers, columns :data:`GEOMETRY_COLUMNS` (estimator settings
+    ``n_t``, ``n_reps``, ``seed`` side by side).
 
 Each is stored as ``RUN_DIR/results/<name>.csv`` and ``<name>.h5`` (group ``/<name>``, one dataset per
 column), both replaced atomically. They are computed by :mod:`mftma.pipeline.rollback`.
@@ -27,9 +28,9 @@ from mftma.results.table import results_dir
 DIRECTIONS = ("last", "first")
 #: The subsets the rollback measures, in the order its tables list them (held-out examples first).
 ROLLBACK_SUBSETS = ("test", *(subset for subset in SUBSETS if subset != "test"))
-ROLLBACK_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "subset", "metric", "value")
+ROLLBACK_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "subset", "metric", "value", "source")
 GEOMETRY_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "layer", "layer_index", "subset", "metric",
-                    "value")
+                    "value", "n_t", "n_reps", "seed", "source")
 ROLLBACK_CSV = "rollback.csv"
 #: The columns naming one cell of the rollback grid.
 CELL_COLUMNS = ["epoch", "direction", "k"]
@@ -44,7 +45,7 @@ class RollbackTable:
 
     @property
     def string_columns(self) -> tuple[str, ...]:
-        return tuple(c for c in self.columns if c in ("run", "direction", "layer", "subset", "metric"))
+        return tuple(c for c in self.columns if c in ("run", "direction", "layer", "subset", "metric", "source"))
 
 
 ACCURACY_TABLE = RollbackTable("rollback", ROLLBACK_COLUMNS)
@@ -110,5 +111,9 @@ def load_table(run_dir, spec: RollbackTable, missing_ok: bool) -> pd.DataFrame:
         if missing_ok:
             return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
         raise DataFileError(f"no {what} at {path}; run `mftma rollback {run_dir}` first")
-    columns, _ = read_h5_table(path, spec.name, spec.columns, spec.string_columns, f"mftma-{spec.name}", what)
-    return pd.DataFrame(columns).astype(dtypes)
+    columns, _ = read_h5_table(path, spec.name, spec.columns, spec.string_columns, f"mftma-{spec.name}", what,
+                               optional=spec.columns)
+    frame = pd.DataFrame(columns)
+    for column in set(spec.columns) - set(frame.columns):  # a table of an older mftma: its rows are stale
+        frame[column] = "" if column in spec.string_columns else -1
+    return frame.loc[:, list(spec.columns)].astype(dtypes)
