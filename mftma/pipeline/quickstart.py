@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mftma.errors import InputError
+from mftma.estimator import DEFAULT_N_REPS, DEFAULT_N_T
 
 SUMMARY_FILE = "summary.json"
 RUN_DIRNAME = "run"
@@ -54,7 +55,7 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile(config="mnist1d", log_epochs=12, n_t=200, n_reps=10, processes=True,
+    "full": Profile(config="mnist1d", log_epochs=12, n_t=DEFAULT_N_T, n_reps=DEFAULT_N_REPS, processes=True,
                     formats=("png", "pdf")),
     "ci": Profile(config="tiny", log_epochs=2, n_t=20, n_reps=1, processes=False, formats=("png",)),
 }
