@@ -209,7 +209,7 @@ def load_results(run_dir) -> pd.DataFrame:
     path = results_dir(run_dir) / RESULTS_H5
     if not path.exists():
         raise DataFileError(f"no results table at {path}; run `mftma analyze {run_dir}` first")
-    columns, attrs = read_h5_table(path, "results", RESULT_COLUMNS, _STRING_COLUMNS, _FORMAT, "results table",
+    columns, attrs = read_h5_table(path, "results", RESULT_COLUMNS, _STRING_COLUMNS, _FORMAT, "results file",
                                    optional=("settings",))
     if "settings" not in attrs:
         raise DataFileError(f"cannot read the results table {path}: it lacks the settings attribute")
