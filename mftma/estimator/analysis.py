@@ -480,7 +480,8 @@ class ManifoldAnalysis:
     (4,)
     """
 
-    def __init__(self, kappa=DEFAULT_KAPPA, n_t=DEFAULT_N_T, n_reps=DEFAULT_N_REPS, seed=None, backend="auto", progress=False):
+    def __init__(self, kappa=DEFAULT_KAPPA, n_t=DEFAULT_N_T, n_reps=DEFAULT_N_REPS, seed=None, backend="auto",
+                 progress=False):
         self.kappa = kappa
         self.n_t = n_t
         self.n_reps = n_reps

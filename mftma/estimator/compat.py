@@ -16,7 +16,8 @@ from mftma.estimator.anchor import INTERIOR_TOL, each_manifold_geometry
 from mftma.estimator.validation import check_count, check_kappa, check_points, check_t_vecs
 
 
-def manifold_analysis_corr(XtotT, kappa, n_t, t_vecs=None, n_reps=DEFAULT_N_REPS, *, backend="auto", seed=None, progress=False):
+def manifold_analysis_corr(XtotT, kappa, n_t, t_vecs=None, n_reps=DEFAULT_N_REPS, *, backend="auto", seed=None,
+                           progress=False):
     """Capacity, radius and dimension of P manifolds after removing their common center structure.
 
     Parameters
