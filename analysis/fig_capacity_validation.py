@@ -82,7 +82,7 @@ def _parse():
 
 
 def _figures_dir(run_dir):
-    from mftma.plotting.figures import figures_dir
+    from mftma.pipeline.figures import figures_dir
 
     return figures_dir(run_dir)
 

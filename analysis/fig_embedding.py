@@ -16,7 +16,7 @@ def run() -> None:
     from mftma.cache.reader import ActivationCache
     from mftma.experiments.run import Run
     from mftma.plotting.embedding import cache_embedding
-    from mftma.plotting.figures import best_epoch
+    from mftma.pipeline.figures import best_epoch
 
     with ActivationCache(args.run_dir) as cache:
         cached = cache.epochs

@@ -9,7 +9,7 @@ import pytest
 from mftma.cli import analyze as analyze_cli
 from mftma.errors import DataFileError, InputError
 from mftma.pipeline.analyze import CELLS_DIRNAME, analyze_run
-from mftma.pipeline.results import METRICS, RESULT_COLUMNS, load_results, results_dir
+from mftma.results.table import METRICS, RESULT_COLUMNS, load_results, results_dir
 
 EPOCHS, LAYERS = [0, 4], ["input", "logits"]
 SUBSETS = ["unpermuted", "permuted", "restored", "test"]

@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 
-from mftma.pipeline.results import load_results
+from mftma.results.table import load_results
 from mftma.pipeline.rollback import load_rollback, load_rollback_geometry
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

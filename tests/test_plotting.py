@@ -22,7 +22,7 @@ from mftma.cli import plot as plot_cli
 from mftma.errors import InputError
 from mftma.experiments.config import load_config
 from mftma.experiments.training import train
-from mftma.pipeline.results import save_results
+from mftma.results.table import save_results
 from mftma.pipeline.rollback import load_rollback, rollback
 from mftma.plotting import (
     difference_maps,
@@ -39,7 +39,7 @@ from mftma.plotting.embedding import (
     neighbour_agreement,
     project_2d,
 )
-from mftma.plotting.figures import analysed_best_epoch, check_metrics, plot_run
+from mftma.pipeline.figures import analysed_best_epoch, check_metrics, plot_run
 from mftma.plotting.heatmaps import OUTSIDE_LABEL
 from mftma.plotting.labels import annotate_apart
 
@@ -193,7 +193,7 @@ def saved_figures(monkeypatch):
         saved[Path(path_stem).name] = fig
         return save_figure(fig, path_stem, *args, **kwargs)
 
-    monkeypatch.setattr("mftma.plotting.figures.save_figure", recording)
+    monkeypatch.setattr("mftma.pipeline.figures.save_figure", recording)
     monkeypatch.setattr("mftma.plotting.save_figure", recording)
     return saved
 
@@ -552,7 +552,7 @@ def test_plotting_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, mftma.plotting, mftma.plotting.embedding, mftma.plotting.figures, "
+    code = ("import sys, mftma.plotting, mftma.plotting.embedding, "
             "mftma.plotting.labels; print('torch' in sys.modules)")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "False"

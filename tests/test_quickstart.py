@@ -16,7 +16,7 @@ from mftma.experiments.run import Run
 from mftma.pipeline import quickstart as quickstart_module
 from mftma.pipeline.claims import evaluate_claims
 from mftma.pipeline.quickstart import quickstart, summarize
-from mftma.pipeline.results import load_results
+from mftma.results.table import load_results
 from mftma.pipeline.rollback import load_rollback
 
 SUBSETS = {"unpermuted", "permuted", "restored", "test"}

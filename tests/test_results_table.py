@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from mftma.errors import DataFileError, InputError
-from mftma.pipeline.results import (
+from mftma.results.table import (
     RESULT_COLUMNS,
     empty_results,
     load_results,

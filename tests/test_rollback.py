@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mftma.cache import ActivationCache, cache_activations
+from mftma.cache.features import CachedSamples
 from mftma.cli import rollback as rollback_cli
 from mftma.errors import DataFileError, InputError
 from mftma.experiments.config import load_config
@@ -131,7 +132,7 @@ def cached_run(tiny_run):
 
 def test_geometry_uses_the_cached_examples_and_reduction(cached_run):
     final = cached_run.checkpoint_epochs()[-1]
-    samples = rollback_module._CachedSamples(cached_run, None)
+    samples = CachedSamples(cached_run)
     with ActivationCache(cached_run.path / "activations.h5") as cache:
         for subset in cache.subsets:
             features = samples.features(cached_run.load_model(final), subset)

@@ -12,9 +12,9 @@ from mftma.errors import DataFileError, InputError
 from mftma.experiments.checkpoints import atomic_torch_save, checkpoint_path
 from mftma.pipeline.analyze import CELLS_DIRNAME, analyze_run
 from mftma.pipeline.claims import evaluate_claims
-from mftma.pipeline.results import load_results, results_dir, select_settings
+from mftma.results.table import load_results, results_dir, select_settings
 from mftma.pipeline.rollback import load_rollback, rollback
-from mftma.plotting.figures import plot_run
+from mftma.pipeline.figures import plot_run
 
 ANALYZE = ["--epochs", "0", "4", "--layers", "logits", "--n-t", "10", "--n-reps", "1", "--no-probes", "--workers", "1",
            "--no-progress"]

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from mftma.errors import DataFileError, InputError, MFTMAError
-from mftma.experiments.config import SUBSETS
+from mftma.estimator.validation import manifolds_from_rows
+from mftma.names import SUBSETS
 
 CACHE_FILE = "activations.h5"
 FORMAT_NAME = "mftma-activation-cache"
@@ -176,8 +177,8 @@ class ActivationCache:
         with self._reading(_entry_name(epoch, layer, subset)):
             data = self._entry(epoch, layer, subset)
             P, M = int(data.attrs["P"]), int(data.attrs["M"])
-            stacked = data[()].reshape(P, M, data.shape[1])
-        return [np.ascontiguousarray(manifold.T) for manifold in stacked]
+            rows = data[()]
+        return manifolds_from_rows(rows, P, M)
 
     def entry_identity(self, epoch: int, layer: str, subset: str) -> str:
         """A hash of what an entry was computed from: the checkpoint, the examples and the reduction.

@@ -59,7 +59,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from mftma.pipeline.analyze import analyze_run
-    from mftma.pipeline.results import RESULTS_CSV, RESULTS_H5, results_dir
+    from mftma.results.table import RESULTS_CSV, RESULTS_H5, results_dir
 
     table = analyze_run(
         args.run_dir, epochs=args.epochs, layers=args.layers, subsets=args.subsets, kappa=args.kappa,

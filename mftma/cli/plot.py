@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from mftma.plotting.figures import plot_run
+    from mftma.pipeline.figures import plot_run
 
     written = plot_run(args.run_dir, out_dir=args.out, formats=args.formats, progress=True,
                        settings=parse_settings(args.settings), metrics=args.metrics)
@@ -58,7 +58,7 @@ def run(args) -> int:
 
 
 def parse_settings(words):
-    """``--settings`` words as :func:`~mftma.plotting.figures.run_results` takes them: None, a key or a dict.
+    """``--settings`` words as :func:`~mftma.pipeline.figures.run_results` takes them: None, a key or a dict.
 
     Examples
     --------

@@ -61,7 +61,7 @@ def run(args) -> int:
         import matplotlib.pyplot as plt
 
         from mftma.plotting import rollback_heatmaps, save_figure
-        from mftma.plotting.figures import figures_dir
+        from mftma.pipeline.figures import figures_dir
 
         figure = rollback_heatmaps(load_rollback(args.run_dir))
         for path in save_figure(figure, figures_dir(args.run_dir) / "rollback"):

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.linalg
 
 from mftma.errors import InputError
+from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T
 from mftma.estimator.anchor import anchor_geometry
 from mftma.estimator.backends import select_backend
 from mftma.estimator.correlation import (
@@ -341,11 +342,11 @@ def seeded_t_vecs(dims: list[int], n_t: int, seed: np.random.SeedSequence, progr
 
 def analyze_manifolds(
     manifolds,
-    kappa: float = 0.0,
-    n_t: int = 200,
+    kappa: float = DEFAULT_KAPPA,
+    n_t: int = DEFAULT_N_T,
     *,
     t_vecs=None,
-    n_reps: int = 10,
+    n_reps: int = DEFAULT_N_REPS,
     seed: int | None = None,
     backend: str = "auto",
     progress: bool = False,
@@ -479,7 +480,8 @@ class ManifoldAnalysis:
     (4,)
     """
 
-    def __init__(self, kappa=0.0, n_t=200, n_reps=10, seed=None, backend="auto", progress=False):
+    def __init__(self, kappa=DEFAULT_KAPPA, n_t=DEFAULT_N_T, n_reps=DEFAULT_N_REPS, seed=None, backend="auto",
+                 progress=False):
         self.kappa = kappa
         self.n_t = n_t
         self.n_reps = n_reps

@@ -11,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from mftma.errors import InputError
+from mftma.estimator import DEFAULT_N_REPS
 from mftma.estimator.anchor import INTERIOR_TOL, each_manifold_geometry
 from mftma.estimator.validation import check_count, check_kappa, check_points, check_t_vecs
 
 
-def manifold_analysis_corr(XtotT, kappa, n_t, t_vecs=None, n_reps=10, *, backend="auto", seed=None, progress=False):
+def manifold_analysis_corr(XtotT, kappa, n_t, t_vecs=None, n_reps=DEFAULT_N_REPS, *, backend="auto", seed=None,
+                           progress=False):
     """Capacity, radius and dimension of P manifolds after removing their common center structure.
 
     Parameters

@@ -37,6 +37,7 @@ import numba
 import numpy as np
 
 from mftma.errors import InputError, MFTMAWarning
+from mftma.estimator import DEFAULT_N_REPS
 
 #: Rank search stops once the residual correlation rose this many times in a row (reference).
 RISES_TO_STOP = 3
@@ -429,7 +430,7 @@ def _stop_rule(residuals: list[float]) -> bool:
 
 def low_rank_center_structure(
     centers: np.ndarray,
-    n_reps: int = 10,
+    n_reps: int = DEFAULT_N_REPS,
     rng: np.random.Generator | None = None,
     progress: bool = False,
 ) -> CenterStructure:

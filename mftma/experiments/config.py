@@ -33,16 +33,14 @@ from mftma.errors import DataFileError, InputError
 from mftma.experiments.corruptions import CORRUPTIONS
 from mftma.experiments.datasets import DATASET_NAMES
 from mftma.experiments.models import MODEL_NAMES
+from mftma.names import SUBSETS
 
 OPTIMIZERS = ("sgd", "adam")
 #: Learning-rate schedules, applied per epoch: constant; step (multiply by ``gamma`` at each epoch in
 #: ``milestones``); cosine (to 0 at the last epoch); linear (to 0 at the last epoch).
 SCHEDULES = ("constant", "step", "cosine", "linear")
-SUBSETS = ("unpermuted", "permuted", "restored", "test")
 #: Random projections of layers wider than ``cache.projection_dim`` (see :mod:`mftma.cache.projection`).
 PROJECTIONS = ("gaussian", "sparse")
-#: Example configs shipped in ``mftma/configs``; ``load_config`` accepts these names instead of paths.
-DEFAULT_CONFIG = "mnist1d"
 
 
 def _number(value, kind, name, *, minimum=None, allow_none=False):

@@ -28,8 +28,7 @@ import numpy as np
 
 from mftma.errors import InputError
 from mftma.experiments.corruptions import CorruptionRecord
-
-SUBSETS = ("unpermuted", "permuted", "restored", "test")
+from mftma.names import SUBSETS
 
 
 @dataclass(frozen=True, eq=False)

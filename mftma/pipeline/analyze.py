@@ -44,8 +44,8 @@ import pandas as pd
 
 from mftma.atomic import atomic_path
 from mftma.errors import DataFileError, InputError
-from mftma.estimator import SEEDED_RESULTS_REVISION
-from mftma.pipeline.results import RESULT_COLUMNS, results_dir, save_results, validate_results
+from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T, SEEDED_RESULTS_REVISION
+from mftma.results.table import RESULT_COLUMNS, results_dir, save_results, validate_results
 from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER, resolve_backend
 from mftma.run_lock import run_directory_lock
 
@@ -76,9 +76,9 @@ def analyze_run(
     epochs: Sequence[int] | None = None,
     layers: Sequence[str] | None = None,
     subsets: Sequence[str] | None = None,
-    kappa: float = 0.0,
-    n_t: int = 200,
-    n_reps: int = 10,
+    kappa: float = DEFAULT_KAPPA,
+    n_t: int = DEFAULT_N_T,
+    n_reps: int = DEFAULT_N_REPS,
     seed: int = 0,
     probes: bool = True,
     probe_folds: int = DEFAULT_FOLDS,
@@ -127,7 +127,7 @@ def analyze_run(
     -------
     pandas.DataFrame
         What the call asked for: the rows of the requested cells under these settings
-        (:mod:`mftma.pipeline.results`); ``attrs["settings"]`` maps their settings key to the
+        (:mod:`mftma.results.table`); ``attrs["settings"]`` maps their settings key to the
         settings. ``RUN_DIR/results/results.h5`` and ``results.csv`` get the whole table: every
         current cell of every settings analysed so far.
 

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from mftma.errors import InputError
-from mftma.plotting.tables import check_results, layer_order, layer_profile
+from mftma.results.selections import check_results, layer_order, layer_profile
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,7 @@ def evaluate_claims(results, rollback: pd.DataFrame, best_epoch: int, last_epoch
     Parameters
     ----------
     results : pandas.DataFrame
-        Results table of one run (see :mod:`mftma.pipeline.results`).
+        Results table of one run (see :mod:`mftma.results.table`).
     rollback : pandas.DataFrame
         Rollback table of the run (see :mod:`mftma.pipeline.rollback`).
     best_epoch, last_epoch : int
@@ -290,15 +290,15 @@ def evaluate_claims(results, rollback: pd.DataFrame, best_epoch: int, last_epoch
     dict
         ``{"a": {...}, "b": {...}, "c": {...}, "d": {...}, "thresholds": {...}, "settings": {...}}``;
         ``settings`` names the analysis settings the claims were decided on (``key`` and the values of
-        :func:`mftma.pipeline.results.settings_summary`).
+        :func:`mftma.results.table.settings_summary`).
 
     Raises
     ------
     InputError
         The results table mixes several analysis settings (select one with
-        :func:`mftma.pipeline.results.select_settings`).
+        :func:`mftma.results.table.select_settings`).
     """
-    from mftma.pipeline.results import settings_summary, single_settings, validate_results
+    from mftma.results.table import settings_summary, single_settings, validate_results
 
     results = validate_results(results)
     key = single_settings(results)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mftma.errors import InputError
+from mftma.estimator import DEFAULT_N_REPS, DEFAULT_N_T
 
 SUMMARY_FILE = "summary.json"
 #: Run directories are ``OUT/run_0``, ``OUT/run_1``, ... (:func:`run_dirname`).
@@ -63,7 +64,7 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile(config="mnist1d", log_epochs=12, n_t=200, n_reps=10, processes=True,
+    "full": Profile(config="mnist1d", log_epochs=12, n_t=DEFAULT_N_T, n_reps=DEFAULT_N_REPS, processes=True,
                     formats=("png", "pdf"), seeds=3),
     "ci": Profile(config="tiny", log_epochs=2, n_t=20, n_reps=1, processes=False, formats=("png",), seeds=2),
 }
@@ -218,9 +219,9 @@ def _plot(run_dir, formats, analysis_key: str) -> list[Path]:
     import hashlib
 
     from mftma.atomic import atomic_write_text
-    from mftma.pipeline.results import RESULTS_CSV, results_dir
-    from mftma.pipeline.rollback import ROLLBACK_CSV
-    from mftma.plotting.figures import figures_dir, plot_run
+    from mftma.results.table import RESULTS_CSV, results_dir
+    from mftma.results.rollback import ROLLBACK_CSV
+    from mftma.pipeline.figures import figures_dir, plot_run
 
     sources = {name: hashlib.sha256((results_dir(run_dir) / name).read_bytes()).hexdigest()
                for name in (RESULTS_CSV, ROLLBACK_CSV)}
@@ -270,7 +271,7 @@ def summarize_run_dirs(run_dirs, settings=None) -> dict:
     ----------
     run_dirs : sequence of str or Path
     settings : str or dict, optional
-        The analysis settings to use in every run (see :func:`mftma.plotting.figures.run_results`);
+        The analysis settings to use in every run (see :func:`mftma.pipeline.figures.run_results`);
         needed when a results table holds several side by side.
 
     Raises
@@ -282,7 +283,7 @@ def summarize_run_dirs(run_dirs, settings=None) -> dict:
     """
     from mftma.experiments.run import Run
     from mftma.pipeline.rollback import load_rollback
-    from mftma.plotting.figures import run_results
+    from mftma.pipeline.figures import run_results
 
     runs = []
     for run_dir in run_dirs:
@@ -305,8 +306,8 @@ def summarize(run, results, rollback_table) -> dict:
         with its k and epoch) and ``claims`` (see :func:`mftma.pipeline.claims.evaluate_claims`).
     """
     from mftma.pipeline.claims import evaluate_claims
-    from mftma.plotting.figures import analysed_best_epoch
-    from mftma.plotting.tables import layer_order
+    from mftma.pipeline.figures import analysed_best_epoch
+    from mftma.results.selections import layer_order
 
     metrics = run.metrics().set_index("epoch")
     best = analysed_best_epoch(metrics.reset_index(), results)

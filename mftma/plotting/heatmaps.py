@@ -10,7 +10,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from mftma.errors import InputError
 from mftma.plotting.style import PAPER_WIDTH, metric_label, ordered_subsets, paper_style
-from mftma.plotting.tables import check_results, epoch_layer_grid, metric_values
+from mftma.results.selections import check_results, epoch_layer_grid, metric_values
 
 #: Pairs (subset, reference) drawn by :func:`difference_maps`, as ``subset - reference``.
 DIFFERENCE_PAIRS = (("permuted", "unpermuted"), ("restored", "unpermuted"))

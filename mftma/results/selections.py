@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from mftma.errors import InputError
-from mftma.pipeline.results import single_settings, validate_results
+from mftma.results.table import single_settings, validate_results
 
 
 def require_columns(table: pd.DataFrame, columns, what: str) -> None:
@@ -22,9 +22,9 @@ def check_results(results: pd.DataFrame) -> pd.DataFrame:
     Raises
     ------
     InputError
-        If the table breaks the schema of :mod:`mftma.pipeline.results`, is empty, mixes several runs,
+        If the table breaks the schema of :mod:`mftma.results.table`, is empty, mixes several runs,
         or mixes several analysis settings (select one with
-        :func:`mftma.pipeline.results.select_settings`; values are never averaged across settings).
+        :func:`mftma.results.table.select_settings`; values are never averaged across settings).
     """
     results = validate_results(results)
     if results.empty:

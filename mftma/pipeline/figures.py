@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from mftma.errors import InputError
-from mftma.pipeline.results import METRICS, results_dir
+from mftma.results.table import METRICS, results_dir
 from mftma.plotting.curves import training_curves
 from mftma.plotting.embedding import cache_embedding
 from mftma.plotting.heatmaps import DIFFERENCE_PAIRS, difference_maps, metric_heatmaps
@@ -77,7 +77,7 @@ def run_results(run_dir, settings=None):
     ----------
     settings : str or dict, optional
         A settings key, or settings values such as ``{"n_t": 100}``
-        (see :func:`mftma.pipeline.results.select_settings`).
+        (see :func:`mftma.results.table.select_settings`).
 
     Raises
     ------
@@ -85,7 +85,7 @@ def run_results(run_dir, settings=None):
         The selection matches no or several settings, or (without a selection) the table mixes
         several settings.
     """
-    from mftma.pipeline.results import load_results, select_settings, single_settings
+    from mftma.results.table import load_results, select_settings, single_settings
 
     results = load_results(run_dir)
     if settings is not None:
@@ -119,7 +119,7 @@ def run_figures(run_dir, settings=None, metrics=None):
     """
     from mftma.cache.reader import CACHE_FILE
     from mftma.experiments.run import Run
-    from mftma.pipeline.rollback import load_rollback
+    from mftma.results.rollback import load_rollback
 
     run = Run(run_dir)
     results, run_metrics = run_results(run.path, settings), run.metrics()
@@ -177,7 +177,7 @@ def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = Fal
     """
     out_dir = figures_dir(run_dir) if out_dir is None else Path(out_dir)
     if progress:
-        from mftma.pipeline.results import describe_settings
+        from mftma.results.table import describe_settings
 
         results = run_results(run_dir, settings)
         print(f"drawing the results of analysis settings {describe_settings(results, results['settings'].iloc[0])}")
