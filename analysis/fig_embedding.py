@@ -15,7 +15,7 @@ def run() -> None:
     args = _parse()
     from mftma.cache.reader import ActivationCache
     from mftma.experiments.run import Run
-    from mftma.plotting.embedding import cache_embedding
+    from mftma.pipeline.embedding import cache_embedding
     from mftma.pipeline.figures import best_epoch
 
     with ActivationCache(args.run_dir) as cache:

@@ -32,8 +32,8 @@ from mftma.plotting import (
     save_figure,
     training_curves,
 )
+from mftma.pipeline.embedding import cached_views
 from mftma.plotting.embedding import (
-    cached_views,
     default_embedding_epochs,
     embedding_panels,
     neighbour_agreement,

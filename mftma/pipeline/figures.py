@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 from mftma.errors import InputError
 from mftma.results.table import METRICS, results_dir
 from mftma.plotting.curves import training_curves
-from mftma.plotting.embedding import cache_embedding
+from mftma.pipeline.embedding import cache_embedding
 from mftma.plotting.heatmaps import DIFFERENCE_PAIRS, difference_maps, metric_heatmaps
 from mftma.plotting.profiles import PROFILE_METRICS, layer_profiles
 from mftma.plotting.rollback import rollback_heatmaps
