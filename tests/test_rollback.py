@@ -1,4 +1,5 @@
 import argparse
+import shutil
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -13,6 +14,7 @@ from mftma.cli import rollback as rollback_cli
 from mftma.errors import DataFileError, InputError
 from mftma.experiments.config import load_config
 from mftma.experiments.models import LayeredModel
+from mftma.experiments.run import Run
 from mftma.experiments.training import train
 from mftma.plotting import rollback_heatmaps
 from mftma.pipeline import rollback as rollback_module
@@ -37,6 +39,12 @@ METRIC_COLUMNS = {"test": "acc_test", "unpermuted": "acc_unpermuted", "permuted"
 def tiny_run(tmp_path_factory):
     """The shipped tiny config: an MLP with blocks fc1, fc2, logits trained for 4 epochs on 200 examples."""
     return train(load_config("tiny"), tmp_path_factory.mktemp("rollback") / "run", progress=False)
+
+
+def _fresh_copy(run, tmp_path):
+    """A copy of the run's training files without any results."""
+    copy = shutil.copytree(run.path, tmp_path / "run", ignore=shutil.ignore_patterns("results"))
+    return Run(copy)
 
 
 def accuracies(table, direction, k, epoch):
@@ -89,7 +97,8 @@ def test_rolled_back_state_swaps_parameters_and_buffers_of_exactly_those_blocks(
         rolled_back_state(final, {key: final[key] for key in list(final)[1:]}, ["a"])
 
 
-def test_rerun_computes_only_missing_cells_and_stale_rows_are_redone(tiny_run, monkeypatch):
+def test_rerun_computes_only_missing_cells_and_stale_rows_are_redone(tiny_run, tmp_path, monkeypatch):
+    tiny_run = _fresh_copy(tiny_run, tmp_path)  # other tests leave rollback rows in the shared run
     rollback(tiny_run, epochs=[0, 1])
     calls = []
     evaluate = rollback_module._EvaluationSets.accuracies
