@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from mftma.cli.options import add_option
+
 DESCRIPTION = """\
 Draw the figures of an analysed run (after `mftma analyze RUN_DIR`) from its results table, into
 RUN_DIR/results/figures (or --out):
@@ -25,15 +27,16 @@ def register(subparsers) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory analysed by `mftma analyze`")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/results/figures)")
+    add_option(parser, "--out", "output folder (default: RUN_DIR/results/figures)", metavar="DIR")
     parser.add_argument("--formats", nargs="+", default=["png", "pdf"], metavar="FORMAT",
                         help="file formats to write, any matplotlib format (default: png pdf)")
+    add_option(parser, "--no-progress", "do not list the written figures")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from mftma.plotting.figures import plot_run
 
-    written = plot_run(args.run_dir, out_dir=args.out, formats=args.formats, progress=True)
+    written = plot_run(args.run_dir, out_dir=args.out, formats=args.formats, progress=args.progress)
     print(f"{len(written)} files written")
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from mftma.cli.options import add_option
+
 DESCRIPTION = """\
 Run the whole pipeline on the embedded default (MNIST-1D, a 1-D CNN, 30 % of the training labels permuted;
 mftma/configs/mnist1d.yaml): train, cache the activations of about a dozen log-spaced epochs (always 0, the
@@ -26,14 +28,13 @@ def register(subparsers) -> None:
         "quickstart", help="train, cache, analyze, plot and roll back the default run; write summary.json",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    add_option(parser, "--out", "output folder (created if missing)", required=True, metavar="DIR")
     parser.add_argument("--profile", choices=["full", "ci"], default="full",
                         help="full: the default MNIST-1D replication (minutes); ci: a tiny run with a cheap "
                              "estimator (seconds) (default: full)")
     parser.add_argument("--config", metavar="CONFIG",
                         help="run config (shipped name or YAML path) replacing the profile's config")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="hide stage messages and progress bars")
+    add_option(parser, "--no-progress", "hide stage messages and progress bars")
     parser.set_defaults(func=run)
 
 

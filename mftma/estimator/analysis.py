@@ -143,10 +143,10 @@ def map_in_threads(function, count: int, desc: str, progress: bool) -> list:
     As many threads as numba may use here (1 inside a single-threaded Dask task); meant to run with
     a single-threaded BLAS, as :func:`analyze_manifolds` sets up.
     """
-    from tqdm.auto import tqdm
+    from mftma.progress import progress_bar
 
     with ThreadPoolExecutor(numba.get_num_threads()) as pool:
-        return list(tqdm(pool.map(function, range(count)), total=count, desc=desc, disable=not progress))
+        return list(progress_bar(pool.map(function, range(count)), total=count, desc=desc, enabled=progress))
 
 
 @dataclass(frozen=True)

@@ -167,12 +167,15 @@ def select_cells(cache, epochs=None, layers=None, subsets=None) -> list[Cell]:
         warnings.warn(f"{int((~entries['complete']).sum())} incomplete entries of {cache.path} are skipped; "
                       "rerun `mftma cache` to finish them", stacklevel=2)
     entries = entries[entries["complete"]]
-    for column, wanted in (("epoch", epochs), ("layer", layers), ("subset", subsets)):
+    # Names in numeric, network and subset order (the cache's), in messages too.
+    for column, wanted, order in (("epoch", epochs, cache.epochs), ("layer", layers, cache.layers),
+                                  ("subset", subsets, cache.subsets)):
         if wanted is None:
             continue
-        unknown = sorted(set(wanted) - set(entries[column]), key=str)
+        present = set(entries[column])
+        unknown = list(dict.fromkeys(name for name in wanted if name not in present))
         if unknown:
-            known = sorted(set(entries[column]), key=str)
+            known = [name for name in order if name in present]
             raise InputError(f"{column}s {unknown} have no complete cache entries in {cache.path}; cached: {known}")
         entries = entries[entries[column].isin(wanted)]
     if entries.empty:
@@ -291,12 +294,12 @@ class _Tasks:
 
     def run(self, client, cells: list[Cell], *, done: int, progress: bool) -> None:
         from dask.distributed import as_completed
-        from tqdm.auto import tqdm
+        from mftma.progress import progress_bar
 
         futures = [
             client.submit(analyze_cell, self.cache_path, cell, self.settings, pure=False) for cell in cells
         ]
-        with tqdm(total=done + len(cells), initial=done, unit="cell", desc="analyze", disable=not progress) as bar:
+        with progress_bar(total=done + len(cells), initial=done, unit="cell", desc="analyze", enabled=progress) as bar:
             for future in as_completed(futures):
                 record = future.result()
                 self.store.save(record)

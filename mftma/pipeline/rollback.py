@@ -170,7 +170,7 @@ class _CachedSamples:
         activations = model.activations(x, self.layers)
         return {layer: self.reducers[layer](activations[layer]) for layer in self.layers}
 
-    def geometry(self, model, n_t: int, n_reps: int, seed: int) -> list[dict]:
+    def geometry(self, model, kappa: float, n_t: int, n_reps: int, seed: int) -> list[dict]:
         """Capacity, radius and dimension rows of every layer and subset of ``model``."""
         from mftma.estimator.analysis import analyze_manifolds
 
@@ -178,7 +178,7 @@ class _CachedSamples:
         for subset, sample in self.samples.items():
             for layer, features in self.features(model, subset).items():
                 manifolds = [m.T for m in features.reshape(int(sample["P"]), int(sample["M"]), -1)]
-                result = analyze_manifolds(manifolds, n_t=n_t, n_reps=n_reps, seed=seed)
+                result = analyze_manifolds(manifolds, kappa=kappa, n_t=n_t, n_reps=n_reps, seed=seed)
                 values = (result.capacity_avg, result.radius_avg, result.dimension_avg)
                 rows += [dict(layer=layer, layer_index=self.layer_index[layer], subset=subset, metric=metric,
                               value=float(value)) for metric, value in zip(GEOMETRY_METRICS, values)]
@@ -228,8 +228,8 @@ def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool
     return _fill(run, ACCURACY_TABLE, cells, measure, None, progress)
 
 
-def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRECTIONS, n_t: int = 200,
-                      n_reps: int = 10, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRECTIONS, kappa: float = 0.0,
+                      n_t: int = 200, n_reps: int = 10, seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """MFTMA capacity, radius and dimension of the rolled-back networks' layers.
 
     The examples and the per-layer reduction (pooling, random projection) are those of the run's
@@ -239,6 +239,8 @@ def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRE
     ----------
     layers : sequence of str, optional
         Cached layers to measure (default: all cached layers).{grid}
+    kappa : float
+        MFTMA margin.
     n_t, n_reps, seed : int
         Estimator settings (as in ``mftma analyze``).
 
@@ -249,7 +251,7 @@ def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRE
     """
     run, cells = _cells(run, ks, epochs, directions)
     samples = _CachedSamples(run, layers)
-    return _fill(run, GEOMETRY_TABLE, cells, lambda model: samples.geometry(model, n_t, n_reps, seed),
+    return _fill(run, GEOMETRY_TABLE, cells, lambda model: samples.geometry(model, kappa, n_t, n_reps, seed),
                  ("layer", set(samples.layers)), progress)
 
 
@@ -289,7 +291,7 @@ def _fill(run, spec: _Table, cells, measure, covers, progress: bool) -> pd.DataF
 
 def _fill_locked(run, spec: _Table, cells, measure, covers, progress: bool) -> pd.DataFrame:
     """:func:`_fill` while holding the run directory's lock (the table is read, extended and saved)."""
-    from tqdm.auto import tqdm
+    from mftma.progress import progress_bar
 
     final = run.checkpoint_epochs()[-1]
     table = _load(run.path, spec, missing_ok=True)
@@ -300,7 +302,7 @@ def _fill_locked(run, spec: _Table, cells, measure, covers, progress: bool) -> p
         return table
     model = run.build_model()
     blocks, final_state = list(model.blocks.keys()), run.state_dict(final)
-    with tqdm(total=len(todo), desc=spec.name.replace("_", " "), unit="cell", disable=not progress) as bar:
+    with progress_bar(total=len(todo), desc=spec.name.replace("_", " "), unit="cell", enabled=progress) as bar:
         for epoch in sorted({e for e, _, _ in todo}):
             source_state = run.state_dict(epoch)
             computed, rows = [], []
