@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from mftma.pipeline.analyze import analyze_run
+    from mftma.pipeline.analyze import analyze_run, warning_summary
     from mftma.pipeline.results import RESULTS_CSV, RESULTS_H5, results_dir
 
     table = analyze_run(
@@ -55,4 +55,7 @@ def run(args) -> int:
     cells = table[["epoch", "layer", "subset"]].drop_duplicates()
     directory = results_dir(args.run_dir)
     print(f"{len(cells)} cells, {len(table)} rows: {directory / RESULTS_H5} and {directory / RESULTS_CSV}")
+    summary = warning_summary(table, args.run_dir)
+    if summary:
+        print(summary)
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 
 from mftma.cli.options import add_option
 
@@ -39,13 +40,24 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from mftma.pipeline.quickstart import SUMMARY_FILE, quickstart
+    from mftma.cli.rollback import gain_line
+    from mftma.experiments.run import Run
+    from mftma.pipeline.analyze import warning_summary
+    from mftma.pipeline.quickstart import RUN_DIRNAME, SUMMARY_FILE, quickstart
+    from mftma.pipeline.results import load_results
 
     summary = quickstart(args.out, profile=args.profile, config=args.config, progress=args.progress)
+    run_dir = pathlib.Path(args.out) / RUN_DIRNAME
     print(f"\nbest epoch {summary['best_epoch']} (test accuracy {summary['test_accuracy']['best']:.3f}), "
           f"last epoch {summary['last_epoch']} (test accuracy {summary['test_accuracy']['last']:.3f})")
     for key in "abcd":
         claim = summary["claims"][key]
         print(f"claim ({key}) {'held' if claim['held'] else 'did NOT hold'}: {claim['claim']}")
+    n_blocks = len(Run(run_dir).build_model().blocks)
+    for direction, best in summary["rollback"].items():
+        print(gain_line(direction, best, n_blocks))
+    warned = warning_summary(load_results(run_dir), run_dir)
+    if warned:
+        print(warned)
     print(f"summary: {args.out}/{SUMMARY_FILE}")
     return 0

@@ -47,12 +47,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from mftma.experiments.run import Run
     from mftma.pipeline.rollback import DIRECTIONS, rollback, rollback_csv_path, rollback_geometry
 
     directions = DIRECTIONS if args.direction == "both" else (args.direction,)
     grid = dict(ks=args.k, epochs=args.epochs, directions=directions, progress=args.progress)
     table = rollback(args.run_dir, **grid)
     print(f"{rollback_csv_path(args.run_dir)}: {len(table)} rows")
+    print_headline(table, directions, len(Run(args.run_dir).build_model().blocks))
     if args.geometry:
         geometry = rollback_geometry(args.run_dir, layers=args.layers, kappa=args.kappa, n_t=args.n_t,
                                      n_reps=args.n_reps, seed=args.seed, **grid)
@@ -68,3 +70,20 @@ def run(args) -> int:
             print(f"wrote {path}")
         plt.close(figure)
     return 0
+
+
+def print_headline(table, directions, n_blocks: int) -> None:
+    """Print the best recovery of test accuracy by a partial rollback, per direction."""
+    from mftma.pipeline.rollback import best_partial_gain
+
+    for direction in directions:
+        print(gain_line(direction, best_partial_gain(table, direction, n_blocks), n_blocks))
+
+
+def gain_line(direction: str, best: dict | None, n_blocks: int) -> str:
+    """One sentence on :func:`~mftma.pipeline.rollback.best_partial_gain`'s result (shared with quickstart)."""
+    if best is None:
+        return f"{direction}: no partial rollback in the grid (1 <= k < {n_blocks})"
+    return (f"rolling back the {direction} {best['k']} of {n_blocks} blocks to epoch {best['epoch']}: test accuracy "
+            f"{best['test_accuracy']:.3f} against {best['test_accuracy_final']:.3f} for the final network "
+            f"({100 * best['gain']:+.1f} points, the best of the grid)")

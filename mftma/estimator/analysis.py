@@ -453,6 +453,8 @@ class ManifoldAnalysis:
         Set by :meth:`fit`.
     capacity_, radius_, dimension_ : ndarray, (P,)
         Per-manifold results.
+    capacity_avg_, radius_avg_, dimension_avg_ : float
+        Their averages (``GeometryResult.capacity_avg`` etc.).
     center_correlation_ : float
     K_ : int
 
@@ -486,5 +488,7 @@ class ManifoldAnalysis:
         )
         self.result_ = result
         self.capacity_, self.radius_, self.dimension_ = result.capacity, result.radius, result.dimension
+        self.capacity_avg_, self.radius_avg_ = result.capacity_avg, result.radius_avg
+        self.dimension_avg_ = result.dimension_avg
         self.center_correlation_, self.K_ = result.center_correlation, result.K
         return self

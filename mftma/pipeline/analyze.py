@@ -30,13 +30,17 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from mftma.atomic import atomic_path
-from mftma.errors import DataFileError, InputError
+from mftma.errors import DataFileError, InputError, MFTMAWarning
 from mftma.estimator import SEEDED_RESULTS_REVISION
 from mftma.pipeline.results import results_dir, save_results, validate_results
 from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER
 from mftma.run_lock import run_directory_lock
 
 CELLS_DIRNAME = "cells"
+#: Metric counting the manifolds of a cell for which the estimator issued an MFTMAWarning.
+WARNED_METRIC = "warned_manifolds"
+#: Cells named in :func:`warning_summary` before it abbreviates.
+MAX_LISTED_CELLS = 8
 SETTINGS_FILE = "settings.json"
 #: Fraction of variance that defines the explained-variance dimension (docs/method.md §2.9).
 EXPLAINED_VARIANCE = 0.9
@@ -208,19 +212,65 @@ def analyze_cell(cache_path, cell: Cell, settings: dict) -> dict:
     Returns
     -------
     dict
-        ``{"cell": {...}, "key": settings key, "metrics": {name: value}, "seconds": {...}}``.
+        ``{"cell": {...}, "key": settings key, "metrics": {name: value}, "seconds": {...}, "warnings": [...]}``;
+        the estimator's :class:`~mftma.errors.MFTMAWarning` messages are recorded in ``warnings`` (not
+        printed) and counted in the metric ``warned_manifolds``.
     """
     from mftma.cache.reader import ActivationCache
 
     metrics, seconds = {}, {}
-    with _single_threaded(), ActivationCache(cache_path) as cache:
+    with _single_threaded(), ActivationCache(cache_path) as cache, _recorded_warnings() as caught:
         with _timer(seconds, "geometry"):
             metrics.update(_geometry(cache.manifolds(cell.epoch, cell.layer, cell.subset), settings["estimator"]))
         if settings["probe"] is not None:
             with _timer(seconds, "probe"):
                 metrics.update(_probe_metrics(cache, cell, settings["probe"]))
     metrics = {name: float(value) for name, value in metrics.items()}
-    return {"cell": dataclasses.asdict(cell), "key": settings["key"], "metrics": metrics, "seconds": seconds}
+    metrics[WARNED_METRIC] = float(len(caught))
+    return {"cell": dataclasses.asdict(cell), "key": settings["key"], "metrics": metrics, "seconds": seconds,
+            "warnings": caught}
+
+
+@contextlib.contextmanager
+def _recorded_warnings():
+    """Collect the cell's :class:`~mftma.errors.MFTMAWarning` messages instead of printing them.
+
+    Yields the list of messages, one per warned manifold (the estimator warns once per manifold); other
+    warnings are passed on. The warnings filters are process-wide, so the record is exact when each
+    worker runs one task at a time (worker processes, the default), not for threads of one process.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MFTMAWarning)
+        messages = []
+        yield messages
+    for warning in caught:
+        if issubclass(warning.category, MFTMAWarning):
+            messages.append(str(warning.message))
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def warning_summary(table: pd.DataFrame, run_dir) -> str | None:
+    """One paragraph on the cells whose estimator warned (metric ``warned_manifolds`` > 0), or None.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A results table (:func:`analyze_run`).
+    run_dir : str or path-like
+        Its run directory, named in the message (where the records are).
+    """
+    warned = table[(table["metric"] == WARNED_METRIC) & (table["value"] > 0)]
+    if warned.empty:
+        return None
+    warned = warned.sort_values(["epoch", "layer_index", "subset"])
+    cells = [f"epoch {row.epoch} {row.layer} {row.subset} ({int(row.value)})" for row in warned.itertuples()]
+    shown = ", ".join(cells[:MAX_LISTED_CELLS]) + (", ..." if len(cells) > MAX_LISTED_CELLS else "")
+    directory = results_dir(run_dir)
+    return (f"MFTMAWarning in {len(cells)} of {table[['epoch', 'layer', 'subset']].drop_duplicates().shape[0]} "
+            f"cells ({int(warned['value'].sum())} manifolds): {shown}. A warned manifold's center lies almost "
+            "entirely in the common center directions, so its radius and dimension may be outliers. Per cell: "
+            f"metric {WARNED_METRIC!r} in {directory / 'results.csv'}; messages under {directory / CELLS_DIRNAME}.")
 
 
 def _geometry(manifolds, estimator: dict) -> dict:

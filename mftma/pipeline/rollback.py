@@ -255,6 +255,35 @@ def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRE
                  ("layer", set(samples.layers)), progress)
 
 
+def best_partial_gain(table, direction: str, n_blocks: int | None = None) -> dict | None:
+    """Largest test-accuracy gain over the final network from rolling back 1 <= k < L blocks.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A rollback table (:func:`rollback`) holding ``direction``.
+    direction : str
+        ``"last"`` or ``"first"``.
+    n_blocks : int, optional
+        L, the network's number of blocks (default: the largest k of the table, the full grid's).
+
+    Returns
+    -------
+    dict or None
+        ``gain``, ``k``, ``epoch``, ``test_accuracy`` and ``test_accuracy_final``; None when the
+        network has one block (no partial rollback).
+    """
+    test = table[(table["subset"] == "test") & (table["direction"] == direction)]
+    final = float(test.loc[test["k"] == 0, "value"].iloc[0])
+    n_blocks = int(table["k"].max()) if n_blocks is None else n_blocks
+    partial = test[test["k"].between(1, n_blocks - 1)]
+    if partial.empty:
+        return None
+    best = partial.loc[partial["value"].idxmax()]
+    return {"gain": round(float(best["value"]) - final, 6), "k": int(best["k"]), "epoch": int(best["epoch"]),
+            "test_accuracy": round(float(best["value"]), 6), "test_accuracy_final": round(final, 6)}
+
+
 rollback.__doc__ = rollback.__doc__.format(grid=_GRID_DOC)
 rollback_geometry.__doc__ = rollback_geometry.__doc__.format(grid=_GRID_DOC)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from mftma.errors import InputError
-from mftma.pipeline.results import results_dir
+from mftma.pipeline.results import FLAG_METRICS, results_dir
 from mftma.plotting.curves import training_curves
 from mftma.plotting.heatmaps import DIFFERENCE_PAIRS, difference_maps, metric_heatmaps
 from mftma.plotting.profiles import PROFILE_METRICS, layer_profiles
@@ -60,7 +60,7 @@ def run_figures(run_dir):
     results, metrics = load_results(run.path), run.metrics()
     best, last = analysed_best_epoch(metrics, results), int(results["epoch"].max())
     yield "training_curves", training_curves(metrics, best_epoch=best)
-    present = list(dict.fromkeys(results["metric"]))
+    present = [metric for metric in dict.fromkeys(results["metric"]) if metric not in FLAG_METRICS]
     for metric in present:
         yield f"heatmap_{metric}", metric_heatmaps(results, metric, best_epoch=best)
     for metric in (m for m in present if _has_pair(results, m)):
