@@ -102,7 +102,7 @@ def test_diagnose_command(clouds, tmp_path, capsys):
     np.savez(tmp_path / "layer.npz", manifolds=clouds)
     output = tmp_path / "diagnosis.json"
     arguments = ["diagnose", str(tmp_path / "layer.npz"), "--n-t-values", "20", "40", "--n-t", "40",
-                 "--seeds", "2", "--n-reps", "1", "--no-progress", "--output", str(output)]
+                 "--n-seeds", "2", "--n-reps", "1", "--no-progress", "--out", str(output)]
     assert main(arguments) == 0
     printed = capsys.readouterr().out
     assert "more samples per manifold would change the answer" in printed
@@ -114,7 +114,7 @@ def test_simcap_command(tmp_path, capsys):
     np.savez(tmp_path / "layer.npz", manifolds=balls)
     output = tmp_path / "simcap.json"
     arguments = ["simcap", str(tmp_path / "layer.npz"), "--precision", "0.2", "--n-t", "400", "--n-reps", "1",
-                 "--jobs", "1", "--no-progress", "--json", str(output)]
+                 "--jobs", "1", "--no-progress", "--out", str(output)]
     assert main(arguments) == 0
     printed = capsys.readouterr().out
     assert "simulated capacity" in printed and "mean-field capacity" in printed
@@ -125,6 +125,14 @@ def test_simcap_command(tmp_path, capsys):
 def test_commands_report_missing_input(tmp_path, capsys):
     assert main(["simcap", str(tmp_path / "missing.npz")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, out", [("diagnose", "diagnosis.txt"), ("simcap", "simcap.csv")])
+def test_commands_check_the_output_name_before_reading_anything(tmp_path, capsys, command, out):
+    # The source does not exist: the output name is refused first, before any work.
+    assert main([command, str(tmp_path / "missing.npz"), "--out", str(tmp_path / out)]) == 1
+    error = capsys.readouterr().err
+    assert out in error and "does not exist" not in error
 
 
 @pytest.fixture(scope="module")
