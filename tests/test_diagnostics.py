@@ -172,3 +172,18 @@ def test_validation_figure_runs_on_a_run_directory(cached_run, tmp_path):
     assert table.loc[0, "ci_low"] <= table.loc[0, "simulated"] <= table.loc[0, "ci_high"]
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert "->" not in rerun.stdout  # every cell was reused
+
+
+@pytest.mark.parametrize("M, expected", [(50, "fc1"), (100, "conv3")])
+def test_default_layer_is_the_deepest_wide_enough_to_simulate(M, expected):
+    from mftma.estimator.diagnostics import default_layer
+
+    widths = {"input": 40, "conv3": 300, "fc1": 256, "logits": 10}
+    entries = pd.DataFrame([
+        {"epoch": epoch, "layer": layer, "layer_index": index, "subset": "test", "N": N, "P": 10, "M": M,
+         "complete": True}
+        for epoch in (0, 5) for index, (layer, N) in enumerate(widths.items())
+    ])
+    # P * M / 2 = 250 features: fc1 is the deepest layer that wide; at M = 100 none is, so the widest.
+    assert default_layer(entries, 5, "test") == expected
+    assert default_layer(entries, 7, "test") is None
