@@ -37,6 +37,8 @@ def test_summary_has_the_numbers_of_the_issue(ci_quickstart):
     assert summary["profile"]["name"] == "ci"
     assert summary["best_epoch"] in summary["analysed_epochs"] and summary["last_epoch"] == 4
     assert set(summary["test_accuracy"]) == {"best", "last"}
+    assert summary["true_best"] == {"epoch": summary["best_epoch"], "test_accuracy": summary["test_accuracy"]["best"],
+                                    "checkpointed": True, "analysed_minus_true_epochs": 0, "test_accuracy_gap": 0.0}
     assert set(summary["geometry"]) == {"input", summary["final_layer"]} and summary["final_layer"] == "logits"
     for layer in summary["geometry"].values():
         for epoch in ("best", "last"):
@@ -143,6 +145,12 @@ class MetricsRun:
         accuracy = {epoch: 0.5 for epoch in range(LAST + 1)} | {BEST: 0.70, 7: 0.95, LAST: 0.60}
         return pd.DataFrame({"epoch": list(accuracy), "acc_test": list(accuracy.values())})
 
+    def true_best_epoch(self):
+        return 7
+
+    def best_epoch_is_checkpointed(self):
+        return True
+
 
 def known_results(memorizes):
     """Capacities where (memorizes) the final layers' permuted capacity rises and test capacity falls late."""
@@ -182,6 +190,8 @@ def test_summary_verdicts_on_a_run_with_a_known_outcome(memorizes):
     summary = summarize(MetricsRun(), known_results(memorizes), known_rollback(recovers=memorizes))
     assert (summary["best_epoch"], summary["last_epoch"]) == (BEST, LAST)  # 7 is better but was not analysed
     assert summary["test_accuracy"] == {"best": 0.70, "last": 0.60}
+    assert summary["true_best"] == {"epoch": 7, "test_accuracy": 0.95, "checkpointed": True,
+                                    "analysed_minus_true_epochs": BEST - 7, "test_accuracy_gap": 0.25}
     assert summary["final_layer"] == "logits"
     assert summary["geometry"]["logits"]["last"]["permuted"] == {"capacity": 0.10 if memorizes else 0.04}
     assert summary["geometry"]["input"]["best"]["test"] == {"capacity": 0.04}
@@ -191,3 +201,22 @@ def test_summary_verdicts_on_a_run_with_a_known_outcome(memorizes):
                                             "test_accuracy_final": 0.6} if memorizes else summary["rollback"]["first"])
     held = {key: summary["claims"][key]["held"] for key in "abcd"}
     assert held == {"a": True, "b": memorizes, "c": memorizes, "d": memorizes}
+
+
+class RunWithoutItsBest:
+    """A run trained before the best checkpoint was kept: epoch 51 was best, epoch 60 is the best checkpointed."""
+
+    def true_best_epoch(self):
+        return 51
+
+    def best_epoch_is_checkpointed(self):
+        return False
+
+
+def test_summary_says_how_far_the_analysed_best_is_from_the_true_one():
+    import pandas as pd
+
+    accuracy = pd.Series({0: 0.1, 51: 0.8, 60: 0.75})
+    report = quickstart_module._true_best(RunWithoutItsBest(), pd.DataFrame({"acc_test": accuracy}), 60)
+    assert report == {"epoch": 51, "test_accuracy": 0.8, "checkpointed": False, "analysed_minus_true_epochs": 9,
+                      "test_accuracy_gap": 0.05}

@@ -261,3 +261,75 @@ def test_cli_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--out", "--n-epochs", "--device", "--num-threads", "--no-progress", "metrics.csv"):
         assert option in text
+
+
+#: Planted test accuracies of epochs 0..5: the best so far moves 0 -> 1 -> 2 -> 4, and only 0 and 5 are scheduled.
+PLANTED_ACCURACY = [0.1, 0.5, 0.7, 0.6, 0.8, 0.3]
+
+
+@pytest.fixture
+def planted_accuracy(monkeypatch):
+    """Replace each epoch's test accuracy by PLANTED_ACCURACY, in call order; ``.epoch`` is the next epoch."""
+    from mftma.experiments import training
+
+    original = training._evaluate
+
+    class Planted:
+        epoch = 0
+
+        def __call__(self, *args):
+            evaluation = original(*args)
+            evaluation["acc_test"] = PLANTED_ACCURACY[self.epoch]
+            self.epoch += 1
+            return evaluation
+
+    planted = Planted()
+    monkeypatch.setattr(training, "_evaluate", planted)
+    return planted
+
+
+@pytest.fixture
+def unscheduled(tiny):
+    return tiny.replace(training={"epochs": 5, "checkpoints": []})
+
+
+def test_best_epoch_off_the_schedule_keeps_its_checkpoint(unscheduled, planted_accuracy, tmp_path):
+    kept = []
+    run = train(unscheduled, tmp_path / "run", progress=False,
+                on_epoch_end=lambda epoch: kept.append(checkpoints.checkpoint_epochs(tmp_path / "run")))
+    assert kept == [[0, 1], [0, 2], [0, 2], [0, 4], [0, 4, 5]]
+    assert run.true_best_epoch() == run.best_epoch() == 4 and run.best_epoch_is_checkpointed()
+    assert checkpoints.load_torch_file(checkpoints.checkpoint_path(run.path, 4))["epoch"] == 4
+
+
+def test_resume_keeps_the_best_checkpoint_and_removes_stale_ones(unscheduled, planted_accuracy, tmp_path,
+                                                                  monkeypatch):
+    reference = train(unscheduled, tmp_path / "reference", progress=False)
+    planted_accuracy.epoch = 0
+    run_dir = tmp_path / "run"
+
+    def stop_after_third(epoch):
+        if epoch == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(unscheduled, run_dir, progress=False, on_epoch_end=stop_after_third)
+    assert checkpoints.checkpoint_epochs(run_dir) == [0, 2]
+    # As if killed after writing epoch 4's new best but before committing it, and an older best left behind.
+    for epoch in (1, 4):
+        checkpoints.atomic_torch_save({"epoch": epoch, "model": {}}, checkpoints.checkpoint_path(run_dir, epoch))
+    with monkeypatch.context() as patch:
+        patch.setattr("mftma.experiments.training._train_epoch", lambda *args, **kwargs: _raise(Interrupt))
+        with pytest.raises(Interrupt):
+            train(unscheduled, run_dir, progress=False)
+    assert checkpoints.checkpoint_epochs(run_dir) == [0, 2]
+    kept = []
+    resumed = train(unscheduled, run_dir, progress=False,
+                    on_epoch_end=lambda epoch: kept.append(checkpoints.checkpoint_epochs(run_dir)))
+    assert kept == [[0, 4], [0, 4, 5]]
+    assert resumed.best_epoch() == 4
+    assert _same_weights(reference, resumed, 4) and _same_weights(reference, resumed, 5)
+
+
+def _raise(error):
+    raise error

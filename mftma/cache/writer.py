@@ -38,7 +38,7 @@ from mftma.cache.reader import CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_ke
 from mftma.errors import DataFileError, InputError
 from mftma.experiments.checkpoints import checkpoint_path
 from mftma.experiments.subsets import sample_subsets
-from mftma.experiments.training import resolve_device
+from mftma.devices import resolve_device
 from mftma.run_lock import run_directory_lock
 
 #: lzf (built into h5py) compresses activations to ~75 % at ~2x the speed of gzip level 1 (~67 %); the

@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "analyze",
     "plot",
     "rollback",
+    "detect-noise",
     "flawed",
     "simcap",
     "diagnose",
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mftma {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"mftma.cli.{name}").register(subparsers)
+        importlib.import_module(f"mftma.cli.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from mftma.cli.options import add_option, add_options
-from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS
+from mftma.probes.classification import BACKENDS, DEFAULT_C, DEFAULT_FOLDS
 
 DESCRIPTION = """\
 Analyse the activation cache of a run (written by `mftma cache`): for every cached (epoch, layer, subset)
@@ -39,6 +39,9 @@ def register(subparsers) -> None:
                         help=f"stratified folds of the probes; needs K examples per class (default: {DEFAULT_FOLDS})")
     parser.add_argument("--probe-c", type=float, default=DEFAULT_C, metavar="C",
                         help=f"inverse L2 strength of the probes on standardized features (default: {DEFAULT_C})")
+    parser.add_argument("--probe-backend", choices=BACKENDS, default="auto",
+                        help="probe implementation: torch (batched folds, a GPU when present) or the "
+                             "scikit-learn reference; auto = torch (default: auto)")
     add_options(parser, "--scheduler", "--workers", "--no-progress")
     parser.set_defaults(func=run)
 
@@ -50,7 +53,7 @@ def run(args) -> int:
     table = analyze_run(
         args.run_dir, epochs=args.epochs, layers=args.layers, subsets=args.subsets, kappa=args.kappa,
         n_t=args.n_t, n_reps=args.n_reps, seed=args.seed, probes=args.probes, probe_folds=args.probe_folds,
-        probe_C=args.probe_c, scheduler=args.scheduler, n_workers=args.workers, progress=args.progress,
+        probe_C=args.probe_c, probe_backend=args.probe_backend, scheduler=args.scheduler, n_workers=args.workers, progress=args.progress,
     )
     cells = table[["epoch", "layer", "subset"]].drop_duplicates()
     directory = results_dir(args.run_dir)

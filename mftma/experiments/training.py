@@ -1,8 +1,10 @@
 """The resumable training loop: ``train(config, run_dir)`` creates or continues a run directory.
 
 One epoch is one pass over the (corrupted) training set in an order drawn from a seeded generator. After
-every epoch the loop evaluates the network, appends a row to ``metrics.csv``, writes the scheduled
-checkpoint, and finally rewrites ``checkpoints/resume.pt`` (model, optimizer, random states, epoch): that
+every epoch the loop evaluates the network, appends a row to ``metrics.csv``, writes the per-example
+signals of the training set (:mod:`mftma.experiments.example_signals`), the scheduled checkpoint and the
+checkpoint of the best test accuracy so far (replacing the previous best unless that one is scheduled), and
+finally rewrites ``checkpoints/resume.pt`` (model, optimizer, random states, epoch): that
 write commits the epoch. A run killed at any point continues from its last committed epoch and, on the CPU,
 ends with weights bit-identical to an uninterrupted run with the same settings.
 
@@ -36,8 +38,9 @@ from mftma.progress import progress_bar
 
 import mftma
 from mftma.atomic import atomic_write, atomic_write_text
+from mftma.devices import resolve_device
 from mftma.errors import DataFileError, InputError, TrainingDivergedError
-from mftma.experiments import checkpoints
+from mftma.experiments import checkpoints, example_signals
 from mftma.experiments.config import RunConfig, TrainingConfig
 from mftma.experiments.models import build_model
 from mftma.experiments.run import (
@@ -47,6 +50,7 @@ from mftma.experiments.run import (
     METRICS_FILE,
     RUN_FORMAT,
     Run,
+    best_accuracy_epoch,
     load_training_data,
 )
 from mftma.run_lock import LOCK_FILE, run_directory_lock
@@ -144,15 +148,6 @@ def _train(config: RunConfig, run_dir: Path, progress: bool, on_epoch_end) -> Ru
     return Run(run_dir)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU; an explicit CUDA device must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} was requested but CUDA is not available; use 'cpu' or 'auto'")
-    return torch.device(device)
-
-
 def make_optimizer(model: nn.Module, settings: TrainingConfig) -> torch.optim.Optimizer:
     """SGD (with ``momentum``) or Adam over all parameters, with ``weight_decay``."""
     if settings.optimizer == "sgd":
@@ -244,9 +239,7 @@ def _accuracy(logits, labels):
     return (logits.argmax(dim=1) == labels).double().mean().item()
 
 
-def _evaluate(model, data) -> dict[str, float]:
-    train_logits = _predict(model, data.x_train, data.device)
-    test_logits = _predict(model, data.x_test, data.device)
+def _evaluate(train_logits, test_logits, data) -> dict[str, float]:
     permuted = data.permuted
     return {
         "train_loss_eval": nn.functional.cross_entropy(train_logits, data.y_train).item(),
@@ -261,10 +254,11 @@ def _evaluate(model, data) -> dict[str, float]:
 
 def _finish_epoch(run_dir, epoch, model, optimizer, generator, data, rows, schedule, *, lr,
                   loss=None, began=None) -> dict:
-    """Evaluate and check finiteness, then write the metrics, the scheduled checkpoint and (last, committing)
-    the resume state."""
+    """Evaluate and check finiteness, then write the metrics, the example signals, the checkpoints and
+    (last, committing) the resume state."""
     began = time.perf_counter() if began is None else began
-    evaluation = _evaluate(model, data)
+    train_logits = _predict(model, data.x_train, data.device)
+    evaluation = _evaluate(train_logits, _predict(model, data.x_test, data.device), data)
     weights = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     _check_finite(epoch, weights, evaluation)
     train_loss_eval = evaluation.pop("train_loss_eval")
@@ -272,13 +266,26 @@ def _finish_epoch(run_dir, epoch, model, optimizer, generator, data, rows, sched
     row["seconds"] = time.perf_counter() - began
     rows.append(row)
     atomic_write(run_dir / METRICS_FILE, lambda path: pd.DataFrame(rows).to_csv(path, index=False))
-    if epoch in schedule:
-        checkpoints.atomic_torch_save({"epoch": epoch, "model": weights},
-                                      checkpoints.checkpoint_path(run_dir, epoch))
+    example_signals.save_epoch(run_dir, epoch, train_logits, data.y_train)
+    best = _save_checkpoints(run_dir, epoch, weights, schedule, rows)
     state = {"epoch": epoch, "model": weights, "optimizer": optimizer.state_dict(),
              "random": _random_state(generator)}
     checkpoints.atomic_torch_save(state, checkpoints.resume_path(run_dir))
+    checkpoints.remove_checkpoints_except(run_dir, {*schedule, best})
     return row
+
+
+def _save_checkpoints(run_dir, epoch, weights, schedule, rows) -> int:
+    """Write ``epoch``'s checkpoint if it is scheduled or the best test accuracy so far; return the best epoch.
+
+    The previous best is deleted only after the epoch is committed (see :func:`_finish_epoch`), so a
+    crash in between never leaves the run without its best checkpoint.
+    """
+    best = best_accuracy_epoch(pd.DataFrame(rows))
+    if epoch in schedule or epoch == best:
+        checkpoints.atomic_torch_save({"epoch": epoch, "model": weights},
+                                      checkpoints.checkpoint_path(run_dir, epoch))
+    return best
 
 
 def _write_run_files(run_dir, config, dataset, record, model, device, stored_metadata) -> dict:
@@ -296,7 +303,10 @@ def _start_or_resume(run_dir, seed, model, optimizer, generator, data, schedule,
     state = _load_resume_state(run_dir)
     if state is not None:
         _restore(state, model, optimizer, generator, data.device)
-        return _previous_rows(run_dir, state["epoch"])
+        rows = _previous_rows(run_dir, state["epoch"])
+        # Checkpoints of an epoch interrupted before its commit, or a best one superseded just before.
+        checkpoints.remove_checkpoints_except(run_dir, {*schedule, best_accuracy_epoch(pd.DataFrame(rows))})
+        return rows
     _seed_everything(seed)
     rows = []
     _finish_epoch(run_dir, 0, model, optimizer, generator, data, rows, schedule, lr=lr)
