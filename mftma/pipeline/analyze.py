@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import pathlib
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,6 +40,8 @@ from mftma.run_lock import run_directory_lock
 CELLS_DIRNAME = "cells"
 #: Metric counting the manifolds of a cell for which the estimator issued an MFTMAWarning.
 WARNED_METRIC = "warned_manifolds"
+#: Held while a cell records its warnings (the warnings module's state is process-wide).
+_WARNINGS_LOCK = threading.Lock()
 #: Cells named in :func:`warning_summary` before it abbreviates.
 MAX_LISTED_CELLS = 8
 SETTINGS_FILE = "settings.json"
@@ -239,10 +242,10 @@ def _recorded_warnings():
     """Collect the cell's :class:`~mftma.errors.MFTMAWarning` messages instead of printing them.
 
     Yields the list of messages, one per warned manifold (the estimator warns once per manifold); other
-    warnings are passed on. The warnings filters are process-wide, so the record is exact when each
-    worker runs one task at a time (worker processes, the default), not for threads of one process.
+    warnings are passed on. The warnings filters are process-wide, so cells running in threads of one
+    process (``processes=False``) take turns here; worker processes run one cell each at a time anyway.
     """
-    with warnings.catch_warnings(record=True) as caught:
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MFTMAWarning)
         messages = []
         yield messages
