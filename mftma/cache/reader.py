@@ -21,6 +21,7 @@ HDF5 layout (``RUN_DIR/activations.h5``)::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -97,6 +98,7 @@ class ActivationCache:
         path = Path(path)
         self.path = path / CACHE_FILE if path.is_dir() else path
         self._h5 = open_cache_file(self.path, "r")
+        self._digests: dict[tuple[str, str], str] = {}
 
     def __enter__(self) -> ActivationCache:
         return self
@@ -176,6 +178,33 @@ class ActivationCache:
             P, M = int(data.attrs["P"]), int(data.attrs["M"])
             stacked = data[()].reshape(P, M, data.shape[1])
         return [np.ascontiguousarray(manifold.T) for manifold in stacked]
+
+    def entry_identity(self, epoch: int, layer: str, subset: str) -> str:
+        """A hash of what an entry was computed from: the checkpoint, the examples and the reduction.
+
+        Built from the epoch's ``weights_hash``, the subset's sample (indices, labels, classes and
+        attributes) and the layer's ``/layers/LAYER`` attributes (shape, pooling, projection), so it
+        changes when the checkpoint, the sample or the projection behind the entry changes, e.g.
+        after ``mftma cache --rebuild`` with other weights.
+        """
+        name = f"{epoch_key(epoch)}/{layer}/{subset}"
+        if name not in self._h5:
+            raise DataFileError(f"{self.path} has no entry for epoch {epoch}, layer {layer!r}, subset {subset!r}")
+        weights = str(self._h5[epoch_key(epoch)].attrs["weights_hash"])
+        parts = [weights, self._digest("samples", subset), self._digest("layers", layer)]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def _digest(self, kind: str, name: str) -> str:
+        """SHA-256 of ``/kind/name``: its attributes and the arrays it holds (memoized; the file is read-only)."""
+        if (kind, name) not in self._digests:
+            group = self._h5[kind][name]
+            digest = hashlib.sha256(json.dumps({key: _plain(value) for key, value in group.attrs.items()},
+                                               sort_keys=True).encode())
+            for key in sorted(group) if isinstance(group, h5py.Group) else ():
+                array = np.ascontiguousarray(group[key][()], dtype=np.int64)
+                digest.update(f"|{key}|{array.shape}|".encode() + array.tobytes())
+            self._digests[kind, name] = digest.hexdigest()
+        return self._digests[kind, name]
 
     def _entry(self, epoch: int, layer: str, subset: str):
         self._check_name("epoch", epoch, self.epochs)

@@ -29,7 +29,7 @@ def manifold_analysis_corr(XtotT, kappa, n_t, t_vecs=None, n_reps=10, *, backend
     t_vecs : list of P array_like (min(N, M_p) + 1, n_t), optional
         t vectors to use instead of seeded ones.
     n_reps : int
-        Restarts per rank of the center-structure search.
+        Warm restarts per rank of the center-structure search (as many random ones are added).
     backend, seed, progress
         See :func:`mftma.estimator.analysis.analyze_manifolds`.
 

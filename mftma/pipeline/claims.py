@@ -229,8 +229,20 @@ def evaluate_claims(results, rollback: pd.DataFrame, best_epoch: int, last_epoch
     Returns
     -------
     dict
-        ``{"a": {...}, "b": {...}, "c": {...}, "d": {...}, "thresholds": {...}}``.
+        ``{"a": {...}, "b": {...}, "c": {...}, "d": {...}, "thresholds": {...}, "settings": {...}}``;
+        ``settings`` names the analysis settings the claims were decided on (``key`` and the values of
+        :func:`mftma.pipeline.results.settings_summary`).
+
+    Raises
+    ------
+    InputError
+        The results table mixes several analysis settings (select one with
+        :func:`mftma.pipeline.results.select_settings`).
     """
+    from mftma.pipeline.results import settings_summary, single_settings, validate_results
+
+    results = validate_results(results)
+    key = single_settings(results)
     claims = {
         "a": (permuted_unstructured_at_best, results, best_epoch),
         "b": (late_memorization_in_final_layers, results, best_epoch, last_epoch),
@@ -238,7 +250,8 @@ def evaluate_claims(results, rollback: pd.DataFrame, best_epoch: int, last_epoch
         "d": (rollback_recovers_test_accuracy, rollback, best_epoch),
     }
     return {**{key: _evaluated(function, *args, thresholds) for key, (function, *args) in claims.items()},
-            "thresholds": asdict(thresholds)}
+            "thresholds": asdict(thresholds),
+            "settings": {"key": key, **settings_summary(results.attrs.get("settings", {}).get(key))}}
 
 
 def _evaluated(claim, *args) -> dict:

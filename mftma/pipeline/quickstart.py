@@ -146,7 +146,7 @@ def quickstart(out_dir, profile: str = "full", config=None, progress: bool = Tru
         results = stage("analyze", analyze_run, run.path, epochs=epochs, n_t=settings.n_t, n_reps=settings.n_reps,
                         processes=settings.processes, progress=progress)
         table = stage("rollback", rollback, run, progress=progress)
-        figures = stage("plot", _plot, run.path, settings.formats)
+        figures = stage("plot", _plot, run.path, settings.formats, next(iter(results.attrs["settings"])))
         summary = summarize(run, results, table)
         summary["profile"] = {"name": profile, **asdict(settings), "config": str(config or settings.config)}
         summary["analysed_epochs"] = epochs
@@ -156,8 +156,9 @@ def quickstart(out_dir, profile: str = "full", config=None, progress: bool = Tru
     return summary
 
 
-def _plot(run_dir, formats) -> list[Path]:
-    """Draw the run's figures unless those drawn last time came from the same tables.
+def _plot(run_dir, formats, analysis_key: str) -> list[Path]:
+    """Draw the run's figures of the analysis settings ``analysis_key`` unless those drawn last time
+    came from the same tables.
 
     ``RUN_DIR/results/figures/sources.json`` records the SHA-256 of the tables each drawing used
     and the files it wrote.
@@ -177,7 +178,7 @@ def _plot(run_dir, formats) -> list[Path]:
     if record.get("sources") == sources and record.get("formats") == list(formats) and \
             all(path.exists() for path in figures):
         return figures
-    figures = plot_run(run_dir, formats=formats)
+    figures = plot_run(run_dir, formats=formats, settings=analysis_key)
     record = {"sources": sources, "formats": list(formats),
               "figures": [str(path.relative_to(run_dir)) for path in figures]}
     atomic_write_text(record_path, json.dumps(record, indent=2))

@@ -1,6 +1,9 @@
 """The results table of a run: schema, validation, atomic save and load.
 
-The table is tidy: one row per (run, epoch, layer, subset, metric) with its ``value``.
+The table is tidy: one row per (run, epoch, layer, subset, metric, settings) with its ``value``.
+Results of several analysis settings (κ, n_t, n_reps, seed, probe settings) live side by side,
+told apart by the ``settings`` key; figures and claims draw one settings at a time
+(:func:`select_settings`, :func:`single_settings`).
 
 ========================== ==================================================================
 column                     meaning
@@ -12,6 +15,8 @@ column                     meaning
 ``subset``                 ``unpermuted``, ``permuted``, ``restored`` or ``test``
 ``metric``                 one of :data:`METRICS`
 ``value``                  the number (float)
+``settings``               key of the analysis settings the row was computed with (a hash;
+                           ``attrs["settings"][key]`` holds the settings themselves)
 ========================== ==================================================================
 
 Metrics (docs/method.md §2, §3):
@@ -23,6 +28,8 @@ Metrics (docs/method.md §2, §3):
 ``center_correlation``
     mean absolute cosine between the class centers; ``K`` the number of common center
     directions removed before the anchor-point analysis.
+``structure_agreement``, ``structure_objective``, ``runner_up_objective``, ``runner_up_K``
+    how decided that choice was (see ``GeometryResult.structure``); flag cells with low agreement.
 ``participation_ratio``, ``explained_variance_dim``
     total data dimension of all points of the subset (90 % explained variance).
 ``probe_accuracy``, ``probe_accuracy_std``
@@ -36,9 +43,10 @@ Metrics (docs/method.md §2, §3):
     almost inside the common center directions: radius and dimension may be outliers); a flag, not
     geometry, so figures do not draw it (:data:`FLAG_METRICS`).
 
-The estimator and probe settings (κ, n_t, n_reps, seeds, probe regularization and folds) are kept
-in ``frame.attrs["settings"]`` (a JSON-serializable dict); :func:`save_results` stores them as an
-attribute of the HDF5 group and :func:`load_results` restores them.
+The estimator and probe settings (κ, n_t, n_reps, seeds, probe regularization and folds) of each
+settings key are kept in ``frame.attrs["settings"]`` (a JSON-serializable dict ``{key: settings}``);
+:func:`save_results` stores them as an attribute of the HDF5 group and :func:`load_results` restores
+them. A table built by hand may omit the ``settings`` column (its rows get the key ``""``).
 
 Files: ``RUN_DIR/results/results.h5`` (group ``/results``, one dataset per column, UTF-8 strings)
 and ``RUN_DIR/results/results.csv`` (the same rows), both replaced atomically.
@@ -54,13 +62,16 @@ import pandas as pd
 from mftma.atomic import atomic_path
 from mftma.errors import DataFileError, InputError
 
-RESULT_COLUMNS = ("run", "epoch", "layer", "layer_index", "subset", "metric", "value")
+RESULT_COLUMNS = ("run", "epoch", "layer", "layer_index", "subset", "metric", "value", "settings")
+#: The settings of :func:`settings_summary`, by which :func:`select_settings` selects.
+SETTINGS_FIELDS = ("kappa", "n_t", "n_reps", "seed", "probe_C", "probe_folds")
 METRICS = (
     "capacity",
     "radius",
     "dimension",
     "center_correlation",
     "K",
+    "structure_agreement", "structure_objective", "runner_up_objective", "runner_up_K",  # how decided K was
     "participation_ratio",
     "explained_variance_dim",
     "probe_accuracy",
@@ -77,8 +88,8 @@ RESULTS_DIRNAME = "results"
 RESULTS_H5 = "results.h5"
 RESULTS_CSV = "results.csv"
 _FORMAT = "mftma-results"
-_FORMAT_VERSION = 1
-_STRING_COLUMNS = ("run", "layer", "subset", "metric")
+_FORMAT_VERSION = 2
+_STRING_COLUMNS = ("run", "layer", "subset", "metric", "settings")
 _INT_COLUMNS = ("epoch", "layer_index")
 
 
@@ -98,30 +109,32 @@ def validate_results(frame: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     frame : pandas.DataFrame
-        Table with exactly the columns :data:`RESULT_COLUMNS`.
+        Table with exactly the columns :data:`RESULT_COLUMNS` (``settings`` may be omitted: key ``""``).
 
     Returns
     -------
     pandas.DataFrame
         A copy with integer ``epoch``/``layer_index``, float ``value``, string labels, rows sorted by
-        run, epoch, layer index, subset (:data:`SUBSET_ORDER`) and metric (:data:`METRICS`), and
-        ``attrs`` kept.
+        run, settings, epoch, layer index, subset (:data:`SUBSET_ORDER`) and metric (:data:`METRICS`),
+        and ``attrs`` kept.
 
     Raises
     ------
     InputError
         If columns are missing or extra, a metric is unknown, or a (run, epoch, layer, subset,
-        metric) key occurs twice.
+        metric, settings) key occurs twice.
 
     Examples
     --------
     >>> row = dict(run="r", epoch=0, layer="input", layer_index=0, subset="test",
     ...            metric="capacity", value=0.04)
-    >>> validate_results(pd.DataFrame([row])).shape
-    (1, 7)
+    >>> validate_results(pd.DataFrame([row]))["settings"].tolist()
+    ['']
     """
     if not isinstance(frame, pd.DataFrame):
         raise InputError(f"results must be a pandas DataFrame, got {type(frame).__name__}")
+    if "settings" not in frame.columns:
+        frame = frame.assign(settings="")
     if tuple(sorted(frame.columns)) != tuple(sorted(RESULT_COLUMNS)):
         raise InputError(f"results columns must be {list(RESULT_COLUMNS)}, got {list(frame.columns)}")
     unknown = sorted(set(frame["metric"]) - set(METRICS))
@@ -130,7 +143,7 @@ def validate_results(frame: pd.DataFrame) -> pd.DataFrame:
     table = frame.loc[:, list(RESULT_COLUMNS)].astype(
         {**{c: str for c in _STRING_COLUMNS}, **{c: np.int64 for c in _INT_COLUMNS}, "value": np.float64}
     )
-    key = ["run", "epoch", "layer", "subset", "metric"]
+    key = ["run", "epoch", "layer", "subset", "metric", "settings"]
     duplicated = table.duplicated(key)
     if duplicated.any():
         first = table.loc[duplicated, key].iloc[0].to_dict()
@@ -146,7 +159,7 @@ def _sorted(table: pd.DataFrame) -> pd.DataFrame:
     order = table.assign(
         _subset=table["subset"].map(subset_rank).fillna(len(SUBSET_ORDER)),
         _metric=table["metric"].map(metric_rank),
-    ).sort_values(["run", "epoch", "layer_index", "_subset", "subset", "_metric"], kind="stable")
+    ).sort_values(["run", "settings", "epoch", "layer_index", "_subset", "subset", "_metric"], kind="stable")
     return table.loc[order.index].reset_index(drop=True)
 
 
@@ -158,8 +171,8 @@ def save_results(run_dir, frame: pd.DataFrame) -> tuple[pathlib.Path, pathlib.Pa
     run_dir : str or path-like
         The run directory.
     frame : pandas.DataFrame
-        A table following the schema of this module; ``frame.attrs["settings"]`` (a dict), when
-        present, is stored with it.
+        A table following the schema of this module; ``frame.attrs["settings"]`` (a dict
+        ``{key: settings}``), when present, is stored with it.
 
     Returns
     -------
@@ -201,8 +214,9 @@ def load_results(run_dir) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Tidy table with columns :data:`RESULT_COLUMNS`; ``attrs["settings"]`` holds the estimator
-        and probe settings.
+        Tidy table with columns :data:`RESULT_COLUMNS`; ``attrs["settings"]`` maps each settings key
+        to its estimator and probe settings. A table of format version 1 (one settings, no
+        ``settings`` column) is read with its settings key filled in.
 
     Raises
     ------
@@ -219,15 +233,103 @@ def load_results(run_dir) -> pd.DataFrame:
             group = handle["results"]
             if group.attrs.get("format") != _FORMAT:
                 raise DataFileError(f"{path} is not an mftma results file")
+            settings = json.loads(group.attrs["settings"])
+            if int(group.attrs.get("format_version", 1)) == 1:  # one settings, no settings column
+                settings = {settings.get("key", ""): settings} if settings else {}
             columns = {
                 column: group[column].asstr()[()] if column in _STRING_COLUMNS else group[column][()]
-                for column in RESULT_COLUMNS
+                for column in RESULT_COLUMNS if column in group
             }
-            settings = json.loads(group.attrs["settings"])
     except DataFileError:
         raise
     except (OSError, KeyError) as error:
         raise DataFileError(f"cannot read the results table {path}: {error}") from error
     frame = pd.DataFrame(columns)
+    if "settings" not in frame:
+        frame["settings"] = next(iter(settings), "")
     frame.attrs["settings"] = settings
     return validate_results(frame)
+
+
+def settings_summary(settings: dict | None) -> dict:
+    """The settings a user chooses (:data:`SETTINGS_FIELDS`) from a settings dict of ``mftma analyze``.
+
+    ``probe_C`` and ``probe_folds`` are None for an analysis without probes; an empty dict for
+    unrecorded settings.
+    """
+    if not settings:
+        return {}
+    estimator, probe = settings["estimator"], settings.get("probe")
+    return {"kappa": estimator["kappa"], "n_t": estimator["n_t"], "n_reps": estimator["n_reps"],
+            "seed": estimator["seed"], "probe_C": probe["C"] if probe else None,
+            "probe_folds": probe["n_splits"] if probe else None}
+
+
+def describe_settings(table: pd.DataFrame, key: str) -> str:
+    """One line naming a settings key of ``table`` and its settings, e.g. ``3fa1... (n_t=200, kappa=0.0, ...)``."""
+    summary = settings_summary(table.attrs.get("settings", {}).get(key))
+    described = ", ".join(f"{name}={value}" for name, value in summary.items()) or "settings not recorded"
+    return f"{key or '(no key)'} ({described})"
+
+
+def single_settings(table: pd.DataFrame) -> str:
+    """The one settings key of ``table``.
+
+    Raises
+    ------
+    InputError
+        If the table mixes several analysis settings: it names them and how to select one.
+    """
+    keys = list(dict.fromkeys(table["settings"]))
+    if len(keys) > 1:
+        cells = table.groupby("settings")[["epoch", "layer", "subset"]].apply(lambda rows: len(rows.drop_duplicates()))
+        listed = "; ".join(f"{describe_settings(table, key)}: {cells[key]} cells" for key in keys)
+        raise InputError(
+            f"the results table mixes {len(keys)} analysis settings ({listed}); select one, e.g. "
+            "`mftma plot RUN_DIR --settings n_t=200` or `--settings KEY`, or in Python "
+            "mftma.pipeline.results.select_settings(table, n_t=200)"
+        )
+    return keys[0] if keys else ""
+
+
+def select_settings(table: pd.DataFrame, key: str | None = None, **criteria) -> pd.DataFrame:
+    """The rows of one analysis settings, chosen by key or by settings values.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A results table (e.g. :func:`load_results`).
+    key : str, optional
+        A settings key (the ``settings`` column).
+    **criteria
+        Values of :data:`SETTINGS_FIELDS`, e.g. ``n_t=100``; all given ones must match.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of the one matching settings, ``attrs["settings"]`` reduced to it.
+
+    Raises
+    ------
+    InputError
+        Unknown criteria, or no or several settings match (they are listed).
+
+    Examples
+    --------
+    >>> select_settings(load_results("runs/default"), n_t=100)          # doctest: +SKIP
+    """
+    table = validate_results(table)
+    unknown = sorted(set(criteria) - set(SETTINGS_FIELDS))
+    if unknown:
+        raise InputError(f"unknown settings {unknown}; choose among {list(SETTINGS_FIELDS)}")
+    recorded = table.attrs.get("settings", {})
+    keys = [k for k in dict.fromkeys(table["settings"])
+            if (key is None or k == key)
+            and all(settings_summary(recorded.get(k)).get(name) == value for name, value in criteria.items())]
+    if len(keys) != 1:
+        available = "; ".join(describe_settings(table, k) for k in dict.fromkeys(table["settings"]))
+        asked = ", ".join([*([f"key={key}"] if key is not None else []), *(f"{n}={v}" for n, v in criteria.items())])
+        raise InputError(f"{len(keys)} analysis settings match {asked or 'nothing'}; the table holds: {available}")
+    selected = table[table["settings"] == keys[0]].reset_index(drop=True)
+    selected.attrs = {**table.attrs, "settings": {k: v for k, v in recorded.items() if k == keys[0]}}
+    return selected

@@ -18,11 +18,16 @@ Optionally, :func:`rollback_geometry` measures the MFTMA capacity, radius and di
 rolled-back networks' layers on the very examples of the activation cache, reduced the same way
 (columns :data:`GEOMETRY_COLUMNS`, files ``rollback_geometry.csv`` and ``.h5``).
 
-Both are resumable: a rerun skips finished cells; rows computed from another final checkpoint
-(training went on since) are recomputed.
+Every row carries ``source``, a hash of the weights hashes of the two checkpoints it was computed
+from (final and rollback epoch; for geometry also the estimator's seeded-results revision and the
+cache settings that fix the examples and the reduction). Both tables are resumable: a rerun skips
+finished cells; rows whose ``source`` is not the current one (training went on, a checkpoint was
+replaced) are dropped and recomputed when asked for. Geometry rows of other estimator settings
+(``kappa``, ``n_t``, ``n_reps``, ``seed`` columns) are kept side by side.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +43,9 @@ from mftma.run_lock import run_directory_lock
 
 DIRECTIONS = ("last", "first")
 ROLLBACK_SUBSETS = ("test", "unpermuted", "permuted", "restored")
-ROLLBACK_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "subset", "metric", "value")
+ROLLBACK_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "subset", "metric", "value", "source")
 GEOMETRY_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "layer", "layer_index", "subset", "metric",
-                    "value")
+                    "value", "kappa", "n_t", "n_reps", "seed", "source")
 GEOMETRY_METRICS = ("capacity", "radius", "dimension")
 ROLLBACK_CSV = "rollback.csv"
 ROLLBACK_H5 = "rollback.h5"
@@ -58,10 +63,12 @@ class _Table:
 
     @property
     def string_columns(self) -> tuple[str, ...]:
-        return tuple(c for c in self.columns if c in ("run", "direction", "layer", "subset", "metric"))
+        return tuple(c for c in self.columns if c in ("run", "direction", "layer", "subset", "metric", "source"))
 
 
 ACCURACY_TABLE = _Table("rollback", ROLLBACK_COLUMNS)
+#: Numeric columns that are not integers.
+_FLOAT_COLUMNS = ("value", "kappa")
 GEOMETRY_TABLE = _Table("rollback_geometry", GEOMETRY_COLUMNS)
 
 
@@ -144,7 +151,7 @@ class _CachedSamples:
         from mftma.cache.reader import CACHE_FILE
 
         with ActivationCache(run.path / CACHE_FILE) as cache:
-            settings = cache.metadata["cache_settings"]
+            settings = self.cache_settings = cache.metadata["cache_settings"]
             self.layers = list(cache.layers if layers is None else layers)
             unknown = sorted(set(self.layers) - set(cache.layers))
             if unknown:
@@ -208,7 +215,8 @@ def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool
     Returns
     -------
     pandas.DataFrame
-        The whole table (finished cells of earlier calls included), columns :data:`ROLLBACK_COLUMNS`.
+        The rows of the requested cells (reused or computed), columns :data:`ROLLBACK_COLUMNS`; the
+        saved table (:func:`load_rollback`) holds every current cell of all calls.
 
     Raises
     ------
@@ -225,7 +233,7 @@ def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool
         return [dict(subset=subset, metric="accuracy", value=value)
                 for subset, value in sets.accuracies(model).items()]
 
-    return _fill(run, ACCURACY_TABLE, cells, measure, None, progress)
+    return _fill(run, ACCURACY_TABLE, cells, measure, None, {}, "", progress)
 
 
 def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRECTIONS, kappa: float = 0.0,
@@ -247,12 +255,17 @@ def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRE
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`GEOMETRY_COLUMNS`, saved to ``RUN_DIR/results/rollback_geometry.csv`` and ``.h5``.
+        The rows of the requested cells, layers and settings, columns :data:`GEOMETRY_COLUMNS`; the whole
+        table (all settings side by side) is saved to ``RUN_DIR/results/rollback_geometry.csv`` and ``.h5``.
     """
+    from mftma.estimator import SEEDED_RESULTS_REVISION
+
     run, cells = _cells(run, ks, epochs, directions)
     samples = _CachedSamples(run, layers)
+    settings = {"kappa": float(kappa), "n_t": int(n_t), "n_reps": int(n_reps), "seed": int(seed)}
+    basis = json.dumps({"revision": SEEDED_RESULTS_REVISION, "cache": samples.cache_settings}, sort_keys=True)
     return _fill(run, GEOMETRY_TABLE, cells, lambda model: samples.geometry(model, kappa, n_t, n_reps, seed),
-                 ("layer", set(samples.layers)), progress)
+                 ("layer", set(samples.layers)), settings, basis, progress)
 
 
 def best_partial_gain(table, direction: str, n_blocks: int | None = None) -> dict | None:
@@ -308,45 +321,68 @@ def _cells(run, ks, epochs, directions):
     return run, [(e, d, k) for e in epochs for d in directions for k in ks]
 
 
-def _fill(run, spec: _Table, cells, measure, covers, progress: bool) -> pd.DataFrame:
-    """Add ``measure(model)`` rows of every unfinished cell to the table ``spec`` and save it per epoch.
+def _fill(run, spec: _Table, cells, measure, covers, settings: dict, basis: str, progress: bool) -> pd.DataFrame:
+    """Add ``measure(model)`` rows of every unfinished cell to the table ``spec``, save it per epoch, and
+    return the rows of ``cells`` under ``settings``.
 
-    A cell is finished when the table has rows for it (from the current final checkpoint) and, if
-    ``covers = (column, values)`` is given, those rows cover every value of that column.
+    A cell is finished when the table has rows for it under ``settings`` (column values) from the
+    current ``source`` (:func:`_sources`, of the checkpoints and ``basis``) and, if ``covers =
+    (column, values)`` is given, those rows cover every value of that column.
     """
     with run_directory_lock(run, spec.name.replace("_", " ")):
-        return _fill_locked(run, spec, cells, measure, covers, progress)
+        return _fill_locked(run, spec, cells, measure, covers, settings, basis, progress)
 
 
-def _fill_locked(run, spec: _Table, cells, measure, covers, progress: bool) -> pd.DataFrame:
+def _fill_locked(run, spec: _Table, cells, measure, covers, settings, basis, progress: bool) -> pd.DataFrame:
     """:func:`_fill` while holding the run directory's lock (the table is read, extended and saved)."""
     from mftma.progress import progress_bar
 
     final = run.checkpoint_epochs()[-1]
     table = _load(run.path, spec, missing_ok=True)
-    table = table[table["final_epoch"] == final].reset_index(drop=True)
-    done = _finished(table, covers)
-    todo = [cell for cell in cells if cell not in done]
-    if not todo:
-        return table
-    model = run.build_model()
-    blocks, final_state = list(model.blocks.keys()), run.state_dict(final)
-    with progress_bar(total=len(todo), desc=spec.name.replace("_", " "), unit="cell", enabled=progress) as bar:
-        for epoch in sorted({e for e, _, _ in todo}):
-            source_state = run.state_dict(epoch)
-            computed, rows = [], []
-            for _, direction, k in (cell for cell in todo if cell[0] == epoch):
-                model.load_state_dict(rolled_back_state(final_state, source_state,
-                                                        rolled_back_blocks(blocks, direction, k)))
-                rows += [dict(run=run.path.name, final_epoch=final, direction=direction, k=k, epoch=epoch, **row)
-                         for row in measure(model)]
-                computed.append((epoch, direction, k))
-                bar.update()
-            stale = pd.MultiIndex.from_frame(table[_CELL]).isin(computed) if len(table) else []
-            table = _sorted(pd.concat([table[~np.asarray(stale, dtype=bool)],
-                                       pd.DataFrame(rows, columns=spec.columns)], ignore_index=True))
-            _save(run.path, spec, table)
-    return table
+    sources = _sources(run, set(table["epoch"]) | {e for e, _, _ in cells}, basis)
+    table = table[table["source"].to_numpy() == table["epoch"].map(sources).to_numpy()].reset_index(drop=True)
+    ours = _matching(table, settings)
+    todo = [cell for cell in cells if cell not in _finished(table[ours], covers)]
+    if todo:
+        model = run.build_model()
+        blocks, final_state = list(model.blocks.keys()), run.state_dict(final)
+        with progress_bar(total=len(todo), desc=spec.name.replace("_", " "), unit="cell", enabled=progress) as bar:
+            for epoch in sorted({e for e, _, _ in todo}):
+                source_state = run.state_dict(epoch)
+                computed, rows = [], []
+                for _, direction, k in (cell for cell in todo if cell[0] == epoch):
+                    model.load_state_dict(rolled_back_state(final_state, source_state,
+                                                            rolled_back_blocks(blocks, direction, k)))
+                    rows += [dict(run=run.path.name, final_epoch=final, direction=direction, k=k, epoch=epoch,
+                                  **row, **settings, source=sources[epoch]) for row in measure(model)]
+                    computed.append((epoch, direction, k))
+                    bar.update()
+                replaced = _matching(table, settings) & _in_cells(table, computed)
+                table = _sorted(pd.concat([table[~replaced], pd.DataFrame(rows, columns=spec.columns)],
+                                          ignore_index=True))
+                _save(run.path, spec, table)
+    return table[_matching(table, settings) & _in_cells(table, cells)].reset_index(drop=True)
+
+
+def _sources(run, epochs, basis: str) -> dict:
+    """``{epoch: source}`` for checkpointed ``epochs``: a hash of the final and the epoch's weights hashes and ``basis``."""
+    final = run.weights_hash(run.checkpoint_epochs()[-1])
+    return {int(epoch): hashlib.sha256(f"{final}|{run.weights_hash(int(epoch))}|{basis}".encode()).hexdigest()[:16]
+            for epoch in set(epochs) & set(run.checkpoint_epochs())}
+
+
+def _matching(table: pd.DataFrame, settings: dict) -> np.ndarray:
+    """Rows of ``table`` whose settings columns equal ``settings``."""
+    mask = np.ones(len(table), dtype=bool)
+    for column, value in settings.items():
+        mask &= table[column].to_numpy() == value
+    return mask
+
+
+def _in_cells(table: pd.DataFrame, cells) -> np.ndarray:
+    if not len(table) or not cells:
+        return np.zeros(len(table), dtype=bool)
+    return np.asarray(pd.MultiIndex.from_frame(table[_CELL]).isin(list(cells)), dtype=bool)
 
 
 def _finished(table: pd.DataFrame, covers) -> set:
@@ -421,7 +457,8 @@ def _load(run_dir, spec: _Table, missing_ok: bool) -> pd.DataFrame:
     import h5py
 
     path = results_dir(run_dir) / f"{spec.name}.h5"
-    dtypes = {column: object if column in spec.string_columns else np.float64 if column == "value" else np.int64
+    dtypes = {column: object if column in spec.string_columns
+              else np.float64 if column in _FLOAT_COLUMNS else np.int64
               for column in spec.columns}
     if not path.exists():
         if missing_ok:
@@ -433,9 +470,12 @@ def _load(run_dir, spec: _Table, missing_ok: bool) -> pd.DataFrame:
             if group.attrs.get("format") != f"mftma-{spec.name}":
                 raise DataFileError(f"{path} is not an mftma {spec.name.replace('_', ' ')} table")
             columns = {column: group[column].asstr()[()] if column in spec.string_columns else group[column][()]
-                       for column in spec.columns}
+                       for column in spec.columns if column in group}
     except DataFileError:
         raise
     except (OSError, KeyError) as error:
         raise DataFileError(f"cannot read {path}: {error}") from error
-    return pd.DataFrame(columns).astype(dtypes)
+    frame = pd.DataFrame(columns)
+    for column in set(spec.columns) - set(frame.columns):  # a table of an older mftma: its rows are stale
+        frame[column] = "" if column in spec.string_columns else -1
+    return frame.loc[:, list(spec.columns)].astype(dtypes)

@@ -43,8 +43,36 @@ def _has_pair(results, metric) -> bool:
     return any({subset, reference} <= subsets for subset, reference in DIFFERENCE_PAIRS)
 
 
-def run_figures(run_dir):
+def run_results(run_dir, settings=None):
+    """The results table of ``run_dir`` to draw: all of it, or the rows of one analysis settings.
+
+    Parameters
+    ----------
+    settings : str or dict, optional
+        A settings key, or settings values such as ``{"n_t": 100}``
+        (see :func:`mftma.pipeline.results.select_settings`).
+
+    Raises
+    ------
+    InputError
+        The selection matches no or several settings, or (without a selection) the table mixes
+        several settings.
+    """
+    from mftma.pipeline.results import load_results, select_settings, single_settings
+
+    results = load_results(run_dir)
+    if settings is not None:
+        results = select_settings(results, settings) if isinstance(settings, str) else \
+            select_settings(results, **settings)
+    single_settings(results)
+    return results
+
+
+def run_figures(run_dir, settings=None):
     """Yield ``(name, figure)`` for every figure the run's tables support.
+
+    ``settings`` selects the analysis settings to draw (:func:`run_results`); a table that mixes
+    several is refused.
 
     Heatmaps of each metric (``heatmap_<metric>``), difference maps of each metric analysed for a
     subset pair (``difference_<metric>``), the layer profiles at the best and last analysed epochs
@@ -53,11 +81,10 @@ def run_figures(run_dir):
     close each after saving it.
     """
     from mftma.experiments.run import Run
-    from mftma.pipeline.results import load_results
     from mftma.pipeline.rollback import load_rollback
 
     run = Run(run_dir)
-    results, metrics = load_results(run.path), run.metrics()
+    results, metrics = run_results(run.path, settings), run.metrics()
     best, last = analysed_best_epoch(metrics, results), int(results["epoch"].max())
     yield "training_curves", training_curves(metrics, best_epoch=best)
     present = [metric for metric in dict.fromkeys(results["metric"]) if metric not in FLAG_METRICS]
@@ -73,7 +100,7 @@ def run_figures(run_dir):
         yield "rollback", rollback_heatmaps(rollback)
 
 
-def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = False) -> list[Path]:
+def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = False, settings=None) -> list[Path]:
     """Write every figure of :func:`run_figures` as ``<out_dir>/<name>.<format>``.
 
     Parameters
@@ -85,7 +112,10 @@ def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = Fal
     formats : sequence of str
         File formats, e.g. ``("png", "pdf")``.
     progress : bool
-        Print each written figure.
+        Print the analysis settings drawn and each written figure.
+    settings : str or dict, optional
+        The analysis settings to draw, by key or values (see :func:`run_results`); needed when the
+        table holds several.
 
     Returns
     -------
@@ -93,8 +123,13 @@ def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = Fal
         The files written.
     """
     out_dir = figures_dir(run_dir) if out_dir is None else Path(out_dir)
+    if progress:
+        from mftma.pipeline.results import describe_settings
+
+        results = run_results(run_dir, settings)
+        print(f"drawing the results of analysis settings {describe_settings(results, results['settings'].iloc[0])}")
     written = []
-    for name, figure in run_figures(run_dir):
+    for name, figure in run_figures(run_dir, settings):
         written += save_figure(figure, out_dir / name, formats)
         plt.close(figure)
         if progress:
