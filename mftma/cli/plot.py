@@ -15,6 +15,13 @@ RUN_DIR/results/figures (or --out):
   layer_profiles         capacity, radius, dimension per layer at the best and the last analysed epoch,
                          all subsets on one axis (the layout of ICLR 2021 Fig. 3)
   rollback               k x e maps of the accuracy change after `mftma rollback RUN_DIR` (if it was run)
+  embedding_<layer>      2-D PCA of the penultimate cached layer at the first, best, a later and the last
+                         cached epoch: unpermuted by label, permuted by training label, restored by true
+                         label (if the activation cache is present; analysis/fig_embedding.py for options)
+
+Heatmap colour scales leave out far outliers (over 3 interquartile ranges outside the quartiles), so one
+outlier does not darken every other cell; cells outside the scale are hatched. --metrics limits the
+heatmaps, difference maps and profiles to the named metrics.
 
 The results table may hold several analysis settings side by side (e.g. `mftma analyze --n-t 100` after a
 default analysis); figures draw one: choose it with --settings (a settings key from the table's `settings`
@@ -32,6 +39,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory analysed by `mftma analyze`")
     add_option(parser, "--out", "output folder (default: RUN_DIR/results/figures)", metavar="DIR")
+    parser.add_argument("--metrics", nargs="+", metavar="METRIC",
+                        help="metrics drawn as heatmaps, difference maps and profiles, e.g. capacity radius "
+                             "(default: every analysed metric)")
     parser.add_argument("--formats", nargs="+", default=["png", "pdf"], metavar="FORMAT",
                         help="file formats to write, any matplotlib format (default: png pdf)")
     add_option(parser, "--no-progress", "do not list the written figures")
@@ -45,7 +55,7 @@ def run(args) -> int:
     from mftma.plotting.figures import plot_run
 
     written = plot_run(args.run_dir, out_dir=args.out, formats=args.formats, progress=args.progress,
-                       settings=parse_settings(args.settings))
+                       settings=parse_settings(args.settings), metrics=args.metrics)
     print(f"{len(written)} files written")
     return 0
 

@@ -6,8 +6,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from mftma.errors import InputError
-from mftma.pipeline.results import FLAG_METRICS, results_dir
+from mftma.pipeline.results import FLAG_METRICS, METRICS, results_dir
 from mftma.plotting.curves import training_curves
+from mftma.plotting.embedding import cache_embedding
 from mftma.plotting.heatmaps import DIFFERENCE_PAIRS, difference_maps, metric_heatmaps
 from mftma.plotting.profiles import PROFILE_METRICS, layer_profiles
 from mftma.plotting.rollback import rollback_heatmaps
@@ -21,21 +22,50 @@ def figures_dir(run_dir) -> Path:
     return results_dir(run_dir) / FIGURES_DIRNAME
 
 
-def analysed_best_epoch(metrics, results) -> int:
-    """Analysed epoch with the highest test accuracy (the earliest on ties).
+def best_epoch(metrics, candidates, what: str = "analysed") -> int:
+    """Epoch of ``candidates`` with the highest test accuracy (the earliest on ties).
 
     Parameters
     ----------
     metrics : pandas.DataFrame
         Per-epoch metrics of the run with ``epoch`` and ``acc_test`` columns.
-    results : pandas.DataFrame
-        Results table; only its epochs are candidates.
+    candidates : iterable of int
+        The epochs to choose from (e.g. the analysed or the cached ones).
+    what : str
+        What the candidates are, for the error message.
     """
     accuracy = metrics.set_index("epoch")["acc_test"]
-    epochs = sorted(set(results["epoch"]) & set(accuracy.index))
+    epochs = sorted(set(candidates) & set(accuracy.index))
     if not epochs:
-        raise InputError("no analysed epoch has a test accuracy in the run's metrics")
+        raise InputError(f"no {what} epoch has a test accuracy in the run's metrics")
     return int(accuracy.loc[epochs].idxmax())
+
+
+def analysed_best_epoch(metrics, results) -> int:
+    """Analysed epoch (an epoch of the results table) with the highest test accuracy (the earliest on ties)."""
+    return best_epoch(metrics, results["epoch"])
+
+
+def check_metrics(results, metrics) -> list[str]:
+    """``metrics`` after checking each is in ``results``.
+
+    The default is every metric of ``results`` in table order, except the flags of
+    :data:`~mftma.pipeline.results.FLAG_METRICS` (e.g. ``warned_manifolds``), which can be asked for by name.
+
+    Raises
+    ------
+    InputError
+        Naming the metrics that are not in the table and listing those that are.
+    """
+    present = list(dict.fromkeys(results["metric"]))
+    if metrics is None:
+        return [metric for metric in present if metric not in FLAG_METRICS]
+    missing = [metric for metric in metrics if metric not in present]
+    if missing:
+        unknown = [metric for metric in missing if metric not in METRICS]
+        detail = f" ({unknown} not a metric of mftma: {list(METRICS)})" if unknown else ""
+        raise InputError(f"metric(s) {missing} are not in the run's results{detail}; analysed metrics: {present}")
+    return list(dict.fromkeys(metrics))
 
 
 def _has_pair(results, metric) -> bool:
@@ -68,7 +98,7 @@ def run_results(run_dir, settings=None):
     return results
 
 
-def run_figures(run_dir, settings=None):
+def run_figures(run_dir, settings=None, metrics=None):
     """Yield ``(name, figure)`` for every figure the run's tables support.
 
     ``settings`` selects the analysis settings to draw (:func:`run_results`); a table that mixes
@@ -76,18 +106,29 @@ def run_figures(run_dir, settings=None):
 
     Heatmaps of each metric (``heatmap_<metric>``), difference maps of each metric analysed for a
     subset pair (``difference_<metric>``), the layer profiles at the best and last analysed epochs
-    (``layer_profiles``), the training curves (``training_curves``) and, when ``mftma rollback`` was
-    run, the rollback heatmaps (``rollback``). Figures are built one at a time so that callers can
-    close each after saving it.
+    (``layer_profiles``), the training curves (``training_curves``), when ``mftma rollback`` was
+    run, the rollback heatmaps (``rollback``), and when the activation cache is present, the 2-D view
+    of the penultimate cached layer at a few epochs (``embedding_<layer>``, see
+    :mod:`mftma.plotting.embedding`). Figures are built one at a time so that callers can close each
+    after saving it.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        An analysed run directory.
+    metrics : sequence of str, optional
+        Metrics drawn as heatmaps, difference maps and profiles (default: all analysed); checked by
+        :func:`check_metrics` before any figure is drawn.
     """
+    from mftma.cache.reader import CACHE_FILE
     from mftma.experiments.run import Run
     from mftma.pipeline.rollback import load_rollback
 
     run = Run(run_dir)
-    results, metrics = run_results(run.path, settings), run.metrics()
-    best, last = analysed_best_epoch(metrics, results), int(results["epoch"].max())
-    yield "training_curves", training_curves(metrics, best_epoch=best)
-    present = [metric for metric in dict.fromkeys(results["metric"]) if metric not in FLAG_METRICS]
+    results, run_metrics = run_results(run.path, settings), run.metrics()
+    present = check_metrics(results, metrics)
+    best, last = analysed_best_epoch(run_metrics, results), int(results["epoch"].max())
+    yield "training_curves", training_curves(run_metrics, best_epoch=best)
     for metric in present:
         yield f"heatmap_{metric}", metric_heatmaps(results, metric, best_epoch=best)
     for metric in (m for m in present if _has_pair(results, m)):
@@ -98,9 +139,22 @@ def run_figures(run_dir, settings=None):
     rollback = load_rollback(run.path, missing_ok=True)
     if not rollback.empty:
         yield "rollback", rollback_heatmaps(rollback)
+    if (run.path / CACHE_FILE).exists():
+        yield _cache_embedding(run.path / CACHE_FILE, run_metrics)
 
 
-def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = False, settings=None) -> list[Path]:
+def _cache_embedding(cache_path, run_metrics):
+    """``("embedding_<layer>", figure)`` of the penultimate cached layer at the default epochs."""
+    from mftma.cache.reader import ActivationCache
+
+    with ActivationCache(cache_path) as cache:
+        cached = cache.epochs
+    layer, figure = cache_embedding(cache_path, best_epoch=best_epoch(run_metrics, cached, "cached"))
+    return f"embedding_{layer}", figure
+
+
+def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = False, settings=None,
+             metrics=None) -> list[Path]:
     """Write every figure of :func:`run_figures` as ``<out_dir>/<name>.<format>``.
 
     Parameters
@@ -116,6 +170,8 @@ def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = Fal
     settings : str or dict, optional
         The analysis settings to draw, by key or values (see :func:`run_results`); needed when the
         table holds several.
+    metrics : sequence of str, optional
+        Metrics drawn as heatmaps, difference maps and profiles (default: all analysed).
 
     Returns
     -------
@@ -129,7 +185,7 @@ def plot_run(run_dir, out_dir=None, formats=("png", "pdf"), progress: bool = Fal
         results = run_results(run_dir, settings)
         print(f"drawing the results of analysis settings {describe_settings(results, results['settings'].iloc[0])}")
     written = []
-    for name, figure in run_figures(run_dir, settings):
+    for name, figure in run_figures(run_dir, settings, metrics):
         written += save_figure(figure, out_dir / name, formats)
         plt.close(figure)
         if progress:
