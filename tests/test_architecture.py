@@ -13,7 +13,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mftma"
 
 #: Modules that every floor may import: they import nothing of mftma but each other.
-COMMON = {"mftma", "mftma.errors", "mftma.atomic", "mftma.names", "mftma.devices", "mftma.run_lock"}
+COMMON = {"mftma", "mftma.errors", "mftma.atomic", "mftma.names", "mftma.devices", "mftma.run_lock",
+          "mftma.progress"}
 
 #: floor -> the floors it may import (besides itself and COMMON).
 MAY_IMPORT = {
@@ -25,6 +26,7 @@ MAY_IMPORT = {
     "plotting": {"results"},
     "pipeline": {"estimator", "experiments", "results", "cache", "probes", "plotting"},
     "cli": {"estimator", "experiments", "results", "cache", "probes", "plotting", "pipeline"},
+    "__main__": {"cli"},  # python -m mftma
 }
 #: Top-level modules kept for old notebooks: they re-export the estimator.
 SHIMS = {"manifold_analysis_correlation", "alldata_dimension_analysis"}

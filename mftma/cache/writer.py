@@ -29,7 +29,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from mftma.progress import progress_bar
 
 import mftma
 from mftma.atomic import atomic_path
@@ -271,7 +271,7 @@ class _EpochWriter:
         self.inputs: dict[str, h5py.Dataset | None] = {}  # a complete input entry per subset, once known
         self.dataset = run.dataset()
         total = len(settings.epochs) * len(settings.layers) * len(settings.subsets)
-        self.bar = tqdm(total=total, unit="entry", desc="caching", disable=not progress)
+        self.bar = progress_bar(total=total, unit="entry", desc="caching", enabled=progress)
         self.flushed = time.monotonic()
 
     def write_all(self) -> None:
