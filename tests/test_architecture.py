@@ -44,7 +44,8 @@ def _mftma_imports(path: Path):
             yield from ((node.lineno, alias.name) for alias in node.names if alias.name.split(".")[0] == "mftma")
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.split(".")[0] == "mftma":
             # `from mftma import x` may import the submodule mftma.x
-            names = [f"mftma.{alias.name}" for alias in node.names] if node.module == "mftma" else [node.module]
+            names = ([f"mftma.{alias.name}" if not alias.name.startswith("__") else "mftma" for alias in node.names]
+                     if node.module == "mftma" else [node.module])  # dunder names are attributes of mftma
             yield from ((node.lineno, name) for name in names)
 
 
