@@ -64,9 +64,9 @@ def test_reader_layout_equals_direct_model_activations(run):
     path = cache_activations(run, progress=False)
     with ActivationCache(run.path) as cache:
         assert cache.epochs == [0, 1, 2] and cache.layers == ["input", "fc1", "fc2", "logits"]
-        assert cache.subsets == ["unpermuted", "permuted", "restored", "test"]
+        assert cache.subsets == ["unpermuted", "permuted", "restored", "shuffled", "test"]
         entries = cache.entries()
-        assert len(entries) == 3 * 4 * 4 and entries["complete"].all()
+        assert len(entries) == 3 * 4 * 5 and entries["complete"].all()
         assert set(entries["P"]) == {10} and set(entries["M"]) == {5}
         for epoch in cache.epochs:
             model = run.load_model(epoch)
@@ -90,8 +90,12 @@ def test_reader_layout_equals_direct_model_activations(run):
     assert metadata["dataset"] == "mnist1d" and metadata["epsilon"] == 0.25
     with h5py.File(path) as h5:
         assert h5["epoch_0001"].attrs["weights_hash"] == run.weights_hash(1)
+        assert h5.attrs["format_version"] == 2
         assert h5["epoch_0001/fc1/test"].dtype == np.float32 and h5["epoch_0001/fc1/test"].compression == "lzf"
-        assert h5["epoch_0002/input/permuted"] == h5["epoch_0000/input/permuted"]  # stored once, hard-linked
+        # each example stored once per (epoch, layer): one entry per selection, not per grouping
+        assert sorted(h5["epoch_0001/fc1"]) == ["kept", "randomized", "test"]
+        assert h5["epoch_0001/fc1/randomized"].shape == (50, 32)
+        assert h5["epoch_0002/input/randomized"] == h5["epoch_0000/input/randomized"]  # stored once, hard-linked
 
 
 def test_large_layers_are_projected_with_the_same_matrix_at_every_epoch(run):
@@ -129,7 +133,7 @@ def test_convolutional_layers_are_pooled_per_channel_then_projected(tmp_path):
 def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, trained, tmp_path, monkeypatch,
                                                                             seed):
     reference = cache_activations(Run(shutil.copytree(trained, tmp_path / "reference")), progress=False)
-    calls = 4 * 4 * (4 + 3 + 3)  # subsets x batches (50 in 16s) x layers (the input only at the first epoch)
+    calls = 3 * 4 * (4 + 3 + 3)  # selections x batches (50 in 16s) x layers (the input only at the first epoch)
     kill_at = int(np.random.default_rng(seed).integers(1, calls))
     original = BatchReducer.__call__
     counter = iter(range(kill_at))
@@ -145,16 +149,17 @@ def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, 
     monkeypatch.setattr(BatchReducer, "__call__", original)
     with ActivationCache(run.path) as cache:
         entries = cache.entries()
-        finished = {(r.epoch, r.layer, r.subset) for r in entries.itertuples() if r.complete}
+        selection = {subset: cache.sample(subset)["selection"] for subset in cache.subsets}
+        finished = {(r.epoch, r.layer, selection[r.subset]) for r in entries.itertuples() if r.complete}
         for row in entries[~entries["complete"]].itertuples():
             with pytest.raises(DataFileError, match="incomplete"):
                 cache.manifolds(row.epoch, row.layer, row.subset)
     created = []
     create_entry = writer._EpochWriter._create_entry
 
-    def logging_create(self, group, layer, subset, features):
-        created.append((int(group.attrs["epoch"]), layer, subset))
-        return create_entry(self, group, layer, subset, features)
+    def logging_create(self, group, layer, selection, features):
+        created.append((int(group.attrs["epoch"]), layer, selection))
+        return create_entry(self, group, layer, selection, features)
 
     monkeypatch.setattr(writer._EpochWriter, "_create_entry", logging_create)
     cache_activations(run, progress=False)
@@ -164,7 +169,7 @@ def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, 
 
 def test_resume_after_sigkill_of_the_caching_process(run, trained, tmp_path):
     reference = cache_activations(Run(shutil.copytree(trained, tmp_path / "reference")), progress=False)
-    kill_at = int(np.random.default_rng(7).integers(1, 4 * 4 * (4 + 3 + 3)))  # a random reduction, as above
+    kill_at = int(np.random.default_rng(7).integers(1, 3 * 4 * (4 + 3 + 3)))  # a random reduction, as above
     script = f"""
 import os, signal
 from mftma.cache import cache_activations
@@ -245,7 +250,7 @@ def test_unknown_names_list_the_valid_ones(run):
     with pytest.raises(InputError, match=r"unknown epoch.*\[7\].*\[0, 1, 2\]"):
         cache_activations(run, epochs=[7], progress=False)
     with pytest.raises(InputError, match="subsets"):
-        cache_activations(run, subsets=["shuffled"], progress=False)
+        cache_activations(run, subsets=["scrambled"], progress=False)
     cache_activations(run, epochs=[0], layers=["fc1"], subsets=["test"], progress=False)
     with ActivationCache(run.path) as cache:
         for kind, call in [("epoch", lambda: cache.manifolds(5, "fc1", "test")),
@@ -261,7 +266,8 @@ def test_cli_help_and_run(run, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["cache", "--help"])
     help_text = capsys.readouterr().out
-    for option in ("--epochs", "--layers", "--subsets", "--M", "--P", "--projection-dim", "--pool", "--rebuild"):
+    for option in ("--epochs", "--layers", "--subsets", "--M", "--P", "--projection-dim", "--pool", "--dtype",
+                   "--rebuild"):
         assert option in help_text
     args = parser.parse_args(["cache", str(run.path), "--epochs", "1", "--subsets", "test", "--no-progress"])
     assert args.func(args) == 0

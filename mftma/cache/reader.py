@@ -1,21 +1,37 @@
 """Read an activation cache written by :func:`mftma.cache.cache_activations`.
 
-HDF5 layout (``RUN_DIR/activations.h5``)::
+HDF5 layout (``RUN_DIR/activations.h5``, format version 2)::
 
-    /                         attrs: format, format_version, mftma_version, run_settings_hash,
-                              cache_settings (JSON: M, P, projection_dim, pool, seed), dataset, corruption,
-                              epsilon, seeds (JSON), model (JSON), config (JSON), run_metadata (JSON)
-    /samples/SUBSET/indices   (P*M,) int64 example indices into the subset's split, manifold by manifold
-    /samples/SUBSET/labels    (P*M,) int64 grouping label of each example (training label for "permuted")
-    /samples/SUBSET/classes   (P,) int64 the class of each manifold;  attrs: split ("train"/"test"), M, P
-    /layers/LAYER             attrs: index (position among the model's analysis layers), original_shape,
-                              reduction (none/pool/projection/pool+projection), pooled_features, features,
-                              projection_seed, projection_block_rows, projection_scale
-    /epoch_XXXX               attrs: epoch, weights_hash (of that checkpoint)
-    /epoch_XXXX/LAYER/SUBSET  float32 (P*M, N) features, rows in the sample's order (manifold p is rows
-                              p*M .. (p+1)*M); lzf-compressed chunks of one manifold;
-                              attrs: complete (True only once fully written), P, M; the ``input`` entries
-                              are stored once and hard-linked into every later epoch
+    /                           attrs: format, format_version (2), mftma_version, run_settings_hash,
+                                cache_settings (JSON: M, P, projection_dim, pool, seed, dtype), dataset,
+                                corruption, epsilon, seeds (JSON), model (JSON), config (JSON), run_metadata (JSON)
+    /selections/SELECTION/indices
+                                (n,) int64 sorted example indices (into the split) of the selection's feature
+                                rows; attrs: split ("train"/"test"). SELECTION is ``kept`` (unpermuted),
+                                ``randomized`` (permuted, restored, shuffled) or ``test``
+    /samples/SUBSET/indices     (P*M,) int64 example indices into the subset's split, manifold by manifold
+    /samples/SUBSET/rows        (P*M,) int64 the same examples as rows of the selection's features
+    /samples/SUBSET/labels      (P*M,) int64 grouping label of each example (training label for "permuted",
+                                the fresh random label for "shuffled", true label otherwise)
+    /samples/SUBSET/classes     (P,) int64 the class of each manifold;  attrs: split, M, P, selection
+    /layers/LAYER               attrs: index (position among the model's analysis layers), original_shape,
+                                reduction (none/pool/projection/pool+projection), pooled_features, features,
+                                projection_seed, projection_block_rows, projection_scale
+    /epoch_XXXX                 attrs: epoch, weights_hash (of that checkpoint)
+    /epoch_XXXX/LAYER/SELECTION (n, N) features (float32, or float16 with cache.dtype float16), one row per
+                                example of the selection; lzf-compressed chunks of M rows; attrs: complete
+                                (True only once fully written); the ``input`` entries are stored once and
+                                hard-linked into every later epoch
+
+Each example's features are stored once per (epoch, layer): ``permuted``, ``restored`` and ``shuffled``
+are three groupings (row orders and labels) of one ``randomized`` entry. A subset's features are the
+entry's rows ``/samples/SUBSET/rows``, read back as float32 in the subset's order (manifold p is rows
+p*M .. (p+1)*M).
+
+Format version 1 (before the groupings were separated) stored ``/epoch_XXXX/LAYER/SUBSET`` float32
+(P*M, N) for each subset, rows in the sample's order, with attrs complete, P, M. It is read as it is; its
+``shuffled`` grouping is derived from the ``permuted`` sample and entry (the same as a version-2 cache of the
+run would record), so an old cache gains the null grouping without running the network again.
 """
 from __future__ import annotations
 
@@ -28,11 +44,11 @@ import numpy as np
 import pandas as pd
 
 from mftma.errors import DataFileError, InputError
-from mftma.experiments.config import SUBSETS
+from mftma.experiments.subsets import SUBSETS, shuffled_sample
 
 CACHE_FILE = "activations.h5"
 FORMAT_NAME = "mftma-activation-cache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: HDF5 chunk cache of the open file, so batch writes that straddle chunks do not recompress them.
 CHUNK_CACHE_BYTES = 64 * 2**20
 
@@ -43,6 +59,16 @@ _JSON_ATTRS = ("cache_settings", "seeds", "model", "config", "run_metadata")
 def epoch_key(epoch: int) -> str:
     """HDF5 group name of an epoch, e.g. ``epoch_0005``."""
     return f"epoch_{epoch:04d}"
+
+
+def selection_rows(examples: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Positions in ``examples`` (distinct example indices, any order) of each of ``indices``."""
+    order = np.argsort(examples, kind="stable")
+    positions = np.searchsorted(examples, indices, sorter=order)
+    rows = order[np.minimum(positions, len(examples) - 1)]
+    if not np.array_equal(examples[rows], indices):
+        raise InputError("the sample holds examples that are not in its selection")
+    return rows.astype(np.int64)
 
 
 def open_cache_file(path: Path, mode: str = "r") -> h5py.File:
@@ -84,6 +110,8 @@ class ActivationCache:
         path = Path(path)
         self.path = path / CACHE_FILE if path.is_dir() else path
         self._h5 = open_cache_file(self.path, "r")
+        self.format_version = int(self._h5.attrs["format_version"])
+        self._samples = self._read_samples()
 
     def __enter__(self) -> ActivationCache:
         return self
@@ -113,8 +141,8 @@ class ActivationCache:
 
     @property
     def subsets(self) -> list[str]:
-        """Cached subsets (those with a recorded sample), in the order unpermuted, permuted, restored, test."""
-        return sorted(self._h5.get("samples", {}), key=SUBSETS.index)
+        """Cached subsets (those with a recorded sample), in the order of :data:`~mftma.experiments.subsets.SUBSETS`."""
+        return list(self._samples)
 
     def layer_info(self, layer: str) -> dict:
         """Original shape and reduction of a layer (the ``/layers/LAYER`` attributes)."""
@@ -122,35 +150,64 @@ class ActivationCache:
         return {key: _plain(value) for key, value in self._h5["layers"][layer].attrs.items()}
 
     def sample(self, subset: str) -> dict:
-        """The example sample of a subset: ``indices``, ``labels``, ``classes`` arrays, ``split``, ``M``, ``P``."""
+        """The example sample of a subset.
+
+        Returns
+        -------
+        dict
+            ``indices``, ``labels``, ``classes`` and ``rows`` arrays, ``split``, ``M``, ``P`` and ``selection``:
+            the entry (under each epoch's layer group) whose rows ``rows`` are the subset's features.
+        """
         self._check_name("subset", subset, self.subsets)
-        group = self._h5["samples"][subset]
-        return {**{key: group[key][()] for key in group}, **{key: _plain(v) for key, v in group.attrs.items()}}
+        return dict(self._samples[subset])
+
+    def _read_samples(self) -> dict[str, dict]:
+        """Every subset's sample in :data:`SUBSETS` order; a version-1 file's ``shuffled`` derived from ``permuted``."""
+        samples = {}
+        for name, group in self._h5.get("samples", {}).items():
+            sample = {**{key: group[key][()] for key in group}, **{key: _plain(v) for key, v in group.attrs.items()}}
+            if self.format_version == 1:
+                sample.update(selection=name, rows=np.arange(len(sample["indices"]), dtype=np.int64))
+            samples[name] = sample
+        if self.format_version == 1 and "permuted" in samples and "shuffled" not in samples:
+            samples["shuffled"] = self._derived_shuffled(samples["permuted"])
+        return {name: samples[name] for name in SUBSETS if name in samples}
+
+    def _derived_shuffled(self, permuted: dict) -> dict:
+        """The ``shuffled`` grouping of a version-1 file's ``permuted`` entry, as the writer draws it."""
+        seed = int(json.loads(self._h5.attrs["cache_settings"])["seed"])
+        shuffled = shuffled_sample(permuted["indices"], permuted["classes"], int(permuted["M"]), seed)
+        return {"indices": shuffled.indices, "labels": shuffled.labels, "classes": shuffled.classes,
+                "rows": selection_rows(permuted["indices"], shuffled.indices), "split": shuffled.split,
+                "M": int(permuted["M"]), "P": int(permuted["P"]), "selection": "permuted"}
 
     def entries(self) -> pd.DataFrame:
-        """One row per stored entry: epoch, layer, layer_index, subset, N, P, M, complete."""
+        """One row per stored (epoch, layer, subset): epoch, layer, layer_index, subset, N, P, M, complete."""
         rows = []
         layer_index = {name: index for index, name in enumerate(self.layers)}
         for epoch in self.epochs:
             group = self._h5[epoch_key(epoch)]
             for layer in group:
-                for subset, data in group[layer].items():
-                    rows.append({"epoch": epoch, "layer": layer, "layer_index": layer_index.get(layer, -1),
-                                 "subset": subset, "N": data.shape[1], "P": int(data.attrs["P"]),
-                                 "M": int(data.attrs["M"]), "complete": bool(data.attrs.get("complete", False))})
+                for subset, sample in self._samples.items():
+                    data = group[layer].get(sample["selection"])
+                    if data is not None:
+                        rows.append({"epoch": epoch, "layer": layer, "layer_index": layer_index.get(layer, -1),
+                                     "subset": subset, "N": data.shape[1], "P": int(sample["P"]),
+                                     "M": int(sample["M"]), "complete": bool(data.attrs.get("complete", False))})
         columns = ["epoch", "layer", "layer_index", "subset", "N", "P", "M", "complete"]
         return pd.DataFrame(rows, columns=columns).sort_values(["epoch", "layer_index", "subset"], ignore_index=True)
 
     def features(self, epoch: int, layer: str, subset: str) -> tuple[np.ndarray, np.ndarray]:
         """``(X, labels)``: float32 features (P*M, N), one row per example, and each row's grouping label."""
         data = self._entry(epoch, layer, subset)
-        return data[()], self._h5["samples"][subset]["labels"][()]
+        sample = self._samples[subset]
+        return data[()][sample["rows"]].astype(np.float32, copy=False), sample["labels"]
 
     def manifolds(self, epoch: int, layer: str, subset: str) -> list[np.ndarray]:
         """The P class manifolds of one entry, each a float32 (N, M) array: the estimator's layout."""
-        data = self._entry(epoch, layer, subset)
-        P, M = int(data.attrs["P"]), int(data.attrs["M"])
-        stacked = data[()].reshape(P, M, data.shape[1])
+        X, _ = self.features(epoch, layer, subset)
+        sample = self._samples[subset]
+        stacked = X.reshape(int(sample["P"]), int(sample["M"]), X.shape[1])
         return [np.ascontiguousarray(manifold.T) for manifold in stacked]
 
     def _entry(self, epoch: int, layer: str, subset: str):
@@ -158,10 +215,11 @@ class ActivationCache:
         self._check_name("layer", layer, self.layers)
         self._check_name("subset", subset, self.subsets)
         group = self._h5[epoch_key(epoch)]
-        if layer not in group or subset not in group[layer]:
+        selection = self._samples[subset]["selection"]
+        if layer not in group or selection not in group[layer]:
             raise DataFileError(f"{self.path} has no entry for epoch {epoch}, layer {layer!r}, subset "
                                 f"{subset!r}; run `mftma cache` with them to add it")
-        data = group[layer][subset]
+        data = group[layer][selection]
         if not data.attrs.get("complete", False):
             raise DataFileError(f"{self.path}: the entry for epoch {epoch}, layer {layer!r}, subset {subset!r} "
                                 "is incomplete (an interrupted run); rerun `mftma cache` to finish it")

@@ -7,9 +7,11 @@ DESCRIPTION = """\
 Cache the activations of a trained run (written by `mftma train`) in RUN_DIR/activations.h5: for each
 checkpoint epoch and analysis layer, the features of a fixed sample of P classes x M examples for each
 subset (unpermuted; permuted, grouped by training label; restored, the same examples grouped by true label;
-test). Layers with more than --projection-dim features are reduced by a seeded Gaussian random projection
-(the same matrix at every epoch), optionally after per-channel spatial mean pooling (--pool). Defaults come
-from the `cache` section of the run's config.
+shuffled, the same examples grouped by a fresh random labelling, the null baseline; test). Each example's
+features are stored once: permuted, restored and shuffled are groupings of the same stored rows. Layers with
+more than --projection-dim features are reduced by a seeded Gaussian random projection (the same matrix at
+every epoch), optionally after per-channel spatial mean pooling (--pool). --dtype float16 halves the disk.
+Defaults come from the `cache` section of the run's config.
 
 The command is resumable: an interrupted run keeps every finished entry, and rerunning it completes only
 the missing ones. A cache written for other run settings, samples or reduction, or for a checkpoint whose
@@ -28,7 +30,8 @@ def register(subparsers) -> None:
     parser.add_argument("--layers", nargs="+", metavar="LAYER",
                         help="analysis layer names, e.g. input conv1 logits (default: config cache.layers)")
     parser.add_argument("--subsets", nargs="+", metavar="SUBSET",
-                        help="subsets among unpermuted, permuted, restored, test (default: config cache.subsets)")
+                        help="subsets among unpermuted, permuted, restored, shuffled, test (default: config "
+                             "cache.subsets)")
     parser.add_argument("--M", type=int, help="examples per class manifold (default: config cache.M, 50)")
     parser.add_argument("--P", type=int, help="number of classes (default: config cache.P; all classes)")
     parser.add_argument("--projection-dim", type=int, metavar="N",
@@ -37,6 +40,8 @@ def register(subparsers) -> None:
     parser.add_argument("--pool", action=argparse.BooleanOptionalAction, default=None,
                         help="average each channel of layers larger than --projection-dim over its spatial "
                              "positions before projecting (default: config cache.pool)")
+    parser.add_argument("--dtype", choices=["float32", "float16"],
+                        help="storage type of the features (default: config cache.dtype, float32)")
     parser.add_argument("--rebuild", action="store_true",
                         help="move an existing (e.g. stale) cache aside and write a new one")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
@@ -49,7 +54,8 @@ def run(args) -> int:
 
     path = cache_activations(
         Run(args.run_dir), epochs=args.epochs, layers=args.layers, subsets=args.subsets, M=args.M, P=args.P,
-        projection_dim=args.projection_dim, pool=args.pool, rebuild=args.rebuild, progress=args.progress,
+        projection_dim=args.projection_dim, pool=args.pool, dtype=args.dtype, rebuild=args.rebuild,
+        progress=args.progress,
     )
     with ActivationCache(path) as cache:
         entries = cache.entries()

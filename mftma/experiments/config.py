@@ -8,8 +8,8 @@ A config file has up to five sections, each optional (missing keys take the defa
     training:    {epochs: 100, batch_size: 128, optimizer: sgd, lr: 0.05, momentum: 0.9,
                   weight_decay: 0.0, schedule: constant, milestones: [], gamma: 0.1, seed: 0,
                   device: auto, checkpoints: all, log_checkpoints: 30, num_threads: null}
-    cache:       {layers: all, subsets: [unpermuted, permuted, restored, test], M: 50, P: null,
-                  projection_dim: 5000, pool: false, seed: 0, batch_size: 256}
+    cache:       {layers: all, subsets: [unpermuted, permuted, restored, shuffled, test], M: 50, P: null,
+                  projection_dim: 5000, pool: false, seed: 0, batch_size: 256, dtype: float32}
 
 Unknown sections or keys are errors, so a typo never silently falls back to a default.
 :meth:`RunConfig.settings_hash` identifies the settings that determine the trained weights (as in
@@ -32,12 +32,15 @@ from mftma.errors import DataFileError, InputError
 from mftma.experiments.corruptions import CORRUPTIONS
 from mftma.experiments.datasets import DATASET_NAMES
 from mftma.experiments.models import MODEL_NAMES
+from mftma.experiments.subsets import SUBSETS
 
 OPTIMIZERS = ("sgd", "adam")
 #: Learning-rate schedules, applied per epoch: constant; step (multiply by ``gamma`` at each epoch in
 #: ``milestones``); cosine (to 0 at the last epoch); linear (to 0 at the last epoch).
 SCHEDULES = ("constant", "step", "cosine", "linear")
-SUBSETS = ("unpermuted", "permuted", "restored", "test")
+#: Storage types of cached features: float16 halves the disk and keeps MFTMA and probe results within
+#: sampling error (README, "Disk"); values beyond float16's range (65504) are refused.
+CACHE_DTYPES = ("float32", "float16")
 #: Example configs shipped in ``mftma/configs``; ``load_config`` accepts these names instead of paths.
 DEFAULT_CONFIG = "mnist1d"
 
@@ -178,7 +181,8 @@ class CacheConfig:
     """Settings of the activation cache (``mftma cache``).
 
     ``layers`` is ``"all"`` or a list of analysis-layer names; ``P`` null means all classes; ``pool``
-    averages each channel over its spatial positions before the projection to ``projection_dim``.
+    averages each channel over its spatial positions before the projection to ``projection_dim``;
+    ``dtype`` is the storage type of the features (``float32`` or ``float16``; read back as float32).
     """
 
     layers: Any = "all"
@@ -189,6 +193,7 @@ class CacheConfig:
     pool: bool = False
     seed: int = 0
     batch_size: int = 256
+    dtype: str = "float32"
 
     def __post_init__(self):
         set_ = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731
@@ -206,6 +211,7 @@ class CacheConfig:
             raise InputError(f"cache.pool must be true or false, got {self.pool!r}")
         set_("seed", _number(self.seed, int, "cache.seed", minimum=0))
         set_("batch_size", _number(self.batch_size, int, "cache.batch_size", minimum=1))
+        _choice(self.dtype, CACHE_DTYPES, "cache.dtype")
 
 
 _SECTIONS = {

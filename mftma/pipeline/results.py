@@ -49,6 +49,7 @@ import pandas as pd
 
 from mftma.atomic import atomic_path
 from mftma.errors import DataFileError, InputError
+from mftma.experiments.subsets import SUBSETS
 
 RESULT_COLUMNS = ("run", "epoch", "layer", "layer_index", "subset", "metric", "value")
 METRICS = (
@@ -64,7 +65,7 @@ METRICS = (
     "transfer_probe_accuracy",
 )
 #: Subsets in the order tables and figures list them.
-SUBSET_ORDER = ("unpermuted", "permuted", "restored", "test")
+SUBSET_ORDER = SUBSETS
 
 RESULTS_DIRNAME = "results"
 RESULTS_H5 = "results.h5"
