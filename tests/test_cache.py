@@ -98,6 +98,91 @@ def test_reader_layout_equals_direct_model_activations(run):
         assert h5["epoch_0002/input/randomized"] == h5["epoch_0000/input/randomized"]  # stored once, hard-linked
 
 
+def _as_version_1(path, target):
+    """A format-1 copy of a cache, as older mftma wrote it: each subset's features stored in its own order."""
+    with ActivationCache(path) as cache, h5py.File(path) as source, h5py.File(target, "w") as h5:
+        h5.attrs.update(source.attrs)
+        h5.attrs["format_version"] = 1
+        source.copy("layers", h5)
+        for subset in ("unpermuted", "permuted", "restored", "test"):
+            sample = cache.sample(subset)
+            for key in ("indices", "labels", "classes"):
+                h5[f"samples/{subset}/{key}"] = sample[key]
+            h5[f"samples/{subset}"].attrs.update({key: sample[key] for key in ("split", "M", "P")})
+        for row in cache.entries().itertuples():
+            if row.subset != "shuffled":
+                h5.require_group(f"epoch_{row.epoch:04d}").attrs.update(source[f"epoch_{row.epoch:04d}"].attrs)
+                entry = h5.create_dataset(f"epoch_{row.epoch:04d}/{row.layer}/{row.subset}",
+                                          data=cache.features(row.epoch, row.layer, row.subset)[0])
+                entry.attrs.update({"complete": True, "P": row.P, "M": row.M})
+    return target
+
+
+def _by_example(cache, epoch, layer, subset):
+    """``{example index: feature row}`` of a subset."""
+    X, _ = cache.features(epoch, layer, subset)
+    return dict(zip(cache.sample(subset)["indices"].tolist(), X))
+
+
+def test_groupings_of_the_randomized_examples_share_their_stored_features(run):
+    cache_activations(run, epochs=[0, 2], layers=["input", "fc2"], progress=False)
+    with ActivationCache(run.path) as cache:
+        shuffled, permuted = cache.sample("shuffled"), cache.sample("permuted")
+        assert np.array_equal(np.bincount(shuffled["labels"]), np.full(10, 5))
+        assert not np.array_equal(shuffled["indices"], permuted["indices"])
+        for epoch, layer in [(0, "input"), (2, "fc2")]:
+            reference = _by_example(cache, epoch, layer, "permuted")
+            for subset in ("restored", "shuffled"):
+                rows = _by_example(cache, epoch, layer, subset)
+                assert rows.keys() == reference.keys()
+                for index, row in rows.items():
+                    np.testing.assert_array_equal(row, reference[index])
+
+
+def test_version_1_caches_stay_readable_and_gain_the_shuffled_grouping(run, tmp_path):
+    path = cache_activations(run, epochs=[0, 2], layers=["fc1", "logits"], progress=False)
+    old = _as_version_1(path, tmp_path / "old.h5")
+    with ActivationCache(path) as new, ActivationCache(old) as cache:
+        assert cache.format_version == 1 and cache.subsets == new.subsets
+        assert cache.entries().equals(new.entries())
+        for subset in new.subsets:
+            for key in ("indices", "labels", "classes"):
+                np.testing.assert_array_equal(cache.sample(subset)[key], new.sample(subset)[key])
+            for epoch, layer in [(0, "fc1"), (2, "logits")]:
+                X, labels = cache.features(epoch, layer, subset)
+                np.testing.assert_array_equal(X, new.features(epoch, layer, subset)[0])
+                np.testing.assert_array_equal(labels, new.features(epoch, layer, subset)[1])
+                for a, b in zip(cache.manifolds(epoch, layer, subset), new.manifolds(epoch, layer, subset)):
+                    np.testing.assert_array_equal(a, b)
+    shutil.copyfile(old, path)
+    with pytest.raises(DataFileError, match="older format version 1.*--rebuild"):
+        cache_activations(run, epochs=[1], progress=False)
+    cache_activations(run, epochs=[1], layers=["fc1"], rebuild=True, progress=False)
+    with ActivationCache(path) as cache:
+        assert cache.format_version == 2 and cache.epochs == [1]
+
+
+def test_float16_storage_halves_the_entries_and_reads_back_as_float32(run, trained, tmp_path, monkeypatch):
+    reference = cache_activations(Run(shutil.copytree(trained, tmp_path / "reference")), epochs=[2],
+                                  progress=False)
+    path = cache_activations(run, epochs=[2], dtype="float16", progress=False)
+    with h5py.File(path) as h5, h5py.File(reference) as h5_reference:
+        assert h5["epoch_0002/fc1/kept"].dtype == np.float16
+        assert h5["epoch_0002/fc1/kept"].id.get_storage_size() < h5_reference["epoch_0002/fc1/kept"].id.get_storage_size()
+    with ActivationCache(path) as cache, ActivationCache(reference) as exact:
+        assert cache.metadata["cache_settings"]["dtype"] == "float16"
+        for subset in cache.subsets:
+            X = cache.features(2, "fc2", subset)[0]
+            assert X.dtype == np.float32
+            np.testing.assert_allclose(X, exact.features(2, "fc2", subset)[0], rtol=2**-10, atol=1e-4)
+    with pytest.raises(DataFileError, match="--rebuild"):  # the storage type is part of the cache's settings
+        cache_activations(run, epochs=[2], progress=False)
+    original = BatchReducer.__call__
+    monkeypatch.setattr(BatchReducer, "__call__", lambda self, x: original(self, x) * np.float32(1e6))
+    with pytest.raises(InputError, match="beyond the range of cache.dtype float16.*float32"):
+        cache_activations(run, epochs=[2], dtype="float16", rebuild=True, progress=False)
+
+
 def test_large_layers_are_projected_with_the_same_matrix_at_every_epoch(run):
     cache_activations(run, layers=["fc1", "logits"], subsets=["test"], projection_dim=10, progress=False)
     with ActivationCache(run.path) as cache:

@@ -370,10 +370,10 @@ class _EpochWriter:
         dtype = np.dtype(self.settings.dtype)
         if dtype == features.dtype:
             return features
-        largest = float(np.abs(features).max(initial=0.0))
-        if np.isfinite(largest) and largest > np.finfo(dtype).max:
+        largest, limit = float(np.abs(features).max(initial=0.0)), float(np.finfo(dtype).max)
+        if np.isfinite(largest) and largest > limit:
             raise InputError(f"layer {layer!r} has features up to {largest:.4g}, beyond the range of "
-                             f"cache.dtype {dtype.name} ({np.finfo(dtype).max:.4g}); cache it as float32")
+                             f"cache.dtype {dtype.name} ({limit:.4g}); cache it as float32")
         return features.astype(dtype, copy=False)
 
     def _flush(self) -> None:
