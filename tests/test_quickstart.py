@@ -9,7 +9,7 @@ from mftma.errors import InputError
 from mftma.pipeline import quickstart as quickstart_module
 from mftma.pipeline.quickstart import quickstart
 
-SUBSETS = {"unpermuted", "permuted", "restored", "test"}
+SUBSETS = {"unpermuted", "permuted", "restored", "shuffled", "test"}
 
 
 @pytest.fixture(scope="module")
