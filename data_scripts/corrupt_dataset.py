@@ -1,4 +1,4 @@
-"""Write a corrupted variant of a data set and its corruption record (SCIENCE §4)."""
+"""Write a corrupted variant of a data set and its corruption record (docs/method.md §4.1)."""
 from __future__ import annotations
 
 import argparse

@@ -12,7 +12,7 @@ from mftma.estimator.theory import ball_capacity, ball_capacity_large_d, gardner
 
 
 def _double_integral_capacity(kappa, radius, dimension):
-    """alpha_B from SCIENCE §2 by nested adaptive quadrature of the piecewise A(t, r) (no closed forms)."""
+    """alpha_B of docs/method.md §2.10 by nested adaptive quadrature of the piecewise A(t, r) (no closed forms)."""
 
     def gauss(t):
         return math.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """\
-Experiments with intentionally flawed models and data (SCIENCE.md sections 1, 3, 4). CONFIG is a flawed
+Experiments with intentionally flawed models and data (docs/method.md sections 3.3 and 4). CONFIG is a flawed
 config: a run config (data, corruption, model, training, cache) plus a `flawed` section with the
 experiment's settings; built-in ones are flawed_concepts, flawed_randomize, flawed_corruptions,
 flawed_gradients, flawed_sizesweep (reduced, minutes on 2 CPU cores) and flawed_sizesweep_full (for a

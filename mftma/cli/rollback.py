@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """\
-Layer rollback (SCIENCE.md section 5). Starting from the final checkpoint of a trained run, replace the
+Layer rollback (docs/method.md section 5). Starting from the final checkpoint of a trained run, replace the
 parameters and buffers of the last k blocks (direction `last`) or, as a control, of the first k blocks
 (direction `first`) with those of epoch e, and measure the accuracy of the resulting network on test
 examples, unpermuted training examples, permuted training examples against their training labels, and

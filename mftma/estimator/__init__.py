@@ -1,4 +1,4 @@
-"""The MFTMA estimator (docs/SCIENCE.md §2): see :mod:`mftma.estimator.analysis` for the entry point."""
+"""The MFTMA estimator (docs/method.md §2): see :mod:`mftma.estimator.analysis` for the entry point."""
 
 #: Revision of what a seed produces: bumped whenever a change alters seeded results (the random draws, the
 #: coordinates they are drawn in), so that stored results of another revision are not reused as if equal.

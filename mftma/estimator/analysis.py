@@ -1,4 +1,4 @@
-"""Mean-field manifold analysis of P manifolds, end to end (docs/SCIENCE.md §2).
+"""Mean-field manifold analysis of P manifolds, end to end (docs/method.md §2).
 
 :func:`analyze_manifolds` validates the input, removes the common center structure
 (:mod:`~mftma.estimator.correlation`), reduces every manifold to at most M dimensions, appends the
@@ -241,7 +241,7 @@ def reduced_points(
     index: int,
 ) -> np.ndarray:
     """One manifold without the common center directions, normalised, in at most M coordinates,
-    with the constant coordinate 1 appended (docs/SCIENCE.md §2 step 4).
+    with the constant coordinate 1 appended (docs/method.md §2.4).
 
     Parameters
     ----------

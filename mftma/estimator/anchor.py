@@ -1,4 +1,4 @@
-"""Capacity, radius and dimension of manifolds from their anchor points (docs/SCIENCE.md §2 steps 5-8).
+"""Capacity, radius and dimension of manifolds from their anchor points (docs/method.md §2.6-2.8).
 
 A backend (:mod:`mftma.estimator.backends`) solves, for each t vector, the projection
 ``v = argmin ||v - t||^2 s.t. S^T v <= -kappa`` and returns ``t - v = S @ alpha``. This module holds,
@@ -125,7 +125,7 @@ def anchor_points(points: np.ndarray, t_vec: np.ndarray, residual: np.ndarray, k
 def geometry_from_anchor_points(
     t_vec: np.ndarray, anchors: np.ndarray, kappa: float
 ) -> tuple[float, float, float]:
-    """Capacity, radius and dimension of one manifold (docs/SCIENCE.md §2 steps 6-8).
+    """Capacity, radius and dimension of one manifold (docs/method.md §2.7).
 
     Parameters
     ----------
@@ -183,7 +183,7 @@ def anchor_geometry(points, t_vecs, kappa=0.0, backend="auto"):
     Parameters
     ----------
     points : list of P ndarrays, each (D_p+1, M_p)
-        Processed manifolds ``s`` of docs/SCIENCE.md §2 step 4 (last row all ones); D_p and M_p may
+        Processed manifolds ``s`` of docs/method.md §2.4 (last row all ones); D_p and M_p may
         differ between manifolds. float64, validated by the caller.
     t_vecs : list of P ndarrays, each (D_p+1, n_t)
         Gaussian t vectors.

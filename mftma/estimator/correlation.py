@@ -1,6 +1,6 @@
 """Center correlation and removal of the low-rank structure shared by the manifold centers.
 
-docs/SCIENCE.md §2 steps 1-4. The centers (minus their mean) are written in an orthonormal basis of
+docs/method.md §2.2-2.4. The centers (minus their mean) are written in an orthonormal basis of
 their span, ``X`` of shape (P, d) with ``d = min(N, P - 1)``. For each rank ``K = 1, 2, ...`` an
 orthonormal ``V`` (d, K) minimising
 
@@ -387,7 +387,7 @@ def low_rank_center_structure(
     rng: np.random.Generator | None = None,
     progress: bool = False,
 ) -> CenterStructure:
-    """Find the common low-rank structure of the manifold centers (docs/SCIENCE.md §2 steps 2-3).
+    """Find the common low-rank structure of the manifold centers (docs/method.md §2.2-2.3).
 
     Parameters
     ----------
@@ -476,7 +476,7 @@ def _projected_center_norm(center: np.ndarray, directions: np.ndarray, index: in
 def remove_center_structure(
     manifold: np.ndarray, mean: np.ndarray, origin: np.ndarray, directions: np.ndarray, index: int = 0
 ) -> np.ndarray:
-    """Project the common directions out of one manifold and normalise it (docs/SCIENCE.md §2 step 4).
+    """Project the common directions out of one manifold and normalise it (docs/method.md §2.4).
 
     Parameters
     ----------

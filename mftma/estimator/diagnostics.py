@@ -3,7 +3,7 @@
 Three sweeps answer "are my settings enough for my data?":
 
 ``M``
-    subsample every manifold to fewer examples (finite M inflates capacity; SCIENCE §2);
+    subsample every manifold to fewer examples (finite M inflates capacity; docs/method.md §2.8);
 ``n_t``
     redraw the t vectors with the center structure held fixed: the spread is the sampling error of the
     t average at that n_t;

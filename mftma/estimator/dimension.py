@@ -1,4 +1,4 @@
-"""Total data dimension: participation ratio and explained-variance dimension (docs/SCIENCE.md §2 step 9).
+"""Total data dimension: participation ratio and explained-variance dimension (docs/method.md §2.9).
 
 Both follow the reference implementation: the participation ratio uses the squared singular values of
 the data centered over samples, without the smallest one; the explained-variance dimension counts the

@@ -1,4 +1,4 @@
-"""Simulated (empirical) manifold capacity by exact linear-separability tests (SCIENCE §2).
+"""Simulated (empirical) manifold capacity by exact linear-separability tests (docs/method.md §2.10).
 
 Label a random half of the P manifolds +1 and the rest -1, project all points with a random Gaussian matrix
 to ``N_c`` dimensions and test whether a hyperplane with bias separates every point. The fraction of

@@ -1,7 +1,7 @@
 """Capacity of a D-dimensional ball: the theory curve next to the mean-field estimate.
 
-The ball approximation (SCIENCE §2, Chung, Lee & Sompolinsky 2018) gives the capacity of manifolds that are
-balls of radius ``R`` (in units of the center norm) in ``D`` dimensions, classified with margin ``kappa``:
+The ball approximation (docs/method.md §2.10, Chung, Lee & Sompolinsky 2018) gives the capacity of
+manifolds that are balls of radius ``R`` (in units of the center norm) in ``D`` dimensions, classified with margin ``kappa``:
 
     alpha_B^-1(kappa, R, D) = int_0^inf dr chi_D(r) int Dt A(t, r)
 

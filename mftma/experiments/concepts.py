@@ -1,4 +1,4 @@
-"""Color and texture concept measures of RGB images (SCIENCE §3), one value per image.
+"""Color and texture concept measures of RGB images (docs/method.md §3.3), one value per image.
 
 Color concepts
     The fraction of *all* pixels whose hue lies in a range and that are colorful enough to have a hue

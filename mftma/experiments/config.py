@@ -95,7 +95,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class CorruptionConfig:
-    """How the training set is corrupted: ``corrupt(dataset, kind, fraction, seed)`` (SCIENCE §4)."""
+    """How the training set is corrupted: ``corrupt(dataset, kind, fraction, seed)`` (docs/method.md §4.1)."""
 
     kind: str = "permute"
     fraction: float = 0.2

@@ -1,4 +1,4 @@
-"""Corrupted training sets (SCIENCE §4) with a record from which every grouping can be recovered.
+"""Corrupted training sets (docs/method.md §4.1) with a record from which every grouping can be recovered.
 
 =================  ======================================================================================
 kind               what happens to the training set (the test set only changes under ``shuffle_pixels``)

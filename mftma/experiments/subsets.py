@@ -1,4 +1,4 @@
-"""Fixed samples of P classes x M examples for the groupings of docs/method.md §1, and the null grouping.
+"""Fixed samples of P classes x M examples for the groupings of docs/method.md §1.2, and the null grouping.
 
 ``unpermuted``
     training examples whose label was kept, grouped by that (true = training) label;

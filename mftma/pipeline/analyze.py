@@ -1,7 +1,7 @@
 """Analyse a run: MFTMA geometry, data dimension and probe accuracy of every cached cell.
 
 A *cell* is one (epoch, layer, subset) entry of the activation cache. Each cell is one task: it
-opens the cache read-only, computes the MFTMA geometry of the subset's class manifolds (SCIENCE.md
+opens the cache read-only, computes the MFTMA geometry of the subset's class manifolds (docs/method.md
 §2), the total data dimension of its points, and the held-out accuracy of a linear probe with the
 subset's labels (§3); the ``test`` cell also scores a probe trained on the unpermuted examples of
 the same epoch and layer. Tasks fan out over a Dask distributed cluster: a local one by default
@@ -38,7 +38,7 @@ from mftma.run_lock import run_directory_lock
 
 CELLS_DIRNAME = "cells"
 SETTINGS_FILE = "settings.json"
-#: Fraction of variance that defines the explained-variance dimension (SCIENCE.md §2.9).
+#: Fraction of variance that defines the explained-variance dimension (docs/method.md §2.9).
 EXPLAINED_VARIANCE = 0.9
 
 

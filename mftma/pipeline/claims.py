@@ -1,4 +1,4 @@
-"""The four claims of the memorization study (SCIENCE.md §1) as measurable comparisons.
+"""The four claims of the memorization study (docs/method.md §6.2) as measurable comparisons.
 
 Each claim function returns ``{"claim", "test", "held", "evidence"}``: the claim in words, the
 comparison with its thresholds, whether it held, and the numbers it was decided on. Thresholds are

@@ -14,7 +14,7 @@ column                     meaning
 ``value``                  the number (float)
 ========================== ==================================================================
 
-Metrics (SCIENCE.md §2, §3):
+Metrics (docs/method.md §2, §3):
 
 ``capacity``
     MFTMA manifold capacity, averaged inversely over the class manifolds.

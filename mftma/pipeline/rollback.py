@@ -1,4 +1,4 @@
-"""Layer rollback (SCIENCE.md §5): put earlier weights into some blocks of the final network.
+"""Layer rollback (docs/method.md §5): put earlier weights into some blocks of the final network.
 
 From the final checkpoint, the parameters **and** buffers of the last k blocks (or, as a control,
 the first k) are replaced by those of epoch e, and the accuracy of the resulting network is measured

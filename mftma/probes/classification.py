@@ -1,4 +1,4 @@
-"""Linear classification probes on frozen features (SCIENCE.md §3, Alain & Bengio 2016).
+"""Linear classification probes on frozen features (docs/method.md §3.1-3.2, Alain & Bengio 2016).
 
 A probe is a scikit-learn pipeline: features standardized (mean 0, variance 1 per feature,
 statistics taken from the training folds only), then multinomial logistic regression fitted by

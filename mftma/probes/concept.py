@@ -1,4 +1,4 @@
-"""Concept regression probes on frozen features (SCIENCE.md §3, Graziani, Müller & Andrearczyk 2019).
+"""Concept regression probes on frozen features (docs/method.md §3.3, Graziani, Müller & Andrearczyk 2019).
 
 A concept probe asks how linearly a continuous property of an image (a hue fraction, a GLCM statistic;
 see :mod:`mftma.experiments.concepts`) can be read from one layer. Each layer's activations are

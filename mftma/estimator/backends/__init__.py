@@ -7,7 +7,7 @@ Every backend module exposes the same function::
 For manifold ``p`` with points ``S = points[p]`` (last row all ones) and each column ``t`` of
 ``t_vecs[p]``, it returns ``t - v = S @ alpha``, where ``v`` solves
 ``min_v ||v - t||^2  s.t.  S^T v <= -kappa`` and ``alpha >= 0`` are its multipliers
-(docs/SCIENCE.md §2 step 5). ``S @ alpha`` is unique even when ``alpha`` is not, and its last
+(docs/method.md §2.6). ``S @ alpha`` is unique even when ``alpha`` is not, and its last
 coordinate is ``sum(alpha)``; :mod:`mftma.estimator.anchor` turns it into anchor points.
 
 Backends: ``"cvxpy"`` (:mod:`.reference`, one QP per t vector), ``"numba"`` (:mod:`.numba_cpu`,

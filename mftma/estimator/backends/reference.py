@@ -1,6 +1,6 @@
 """The ``cvxpy`` backend: one small quadratic program per t vector, the slow and obviously exact path.
 
-For every t vector the primal problem of docs/SCIENCE.md §2 step 5,
+For every t vector the primal problem of docs/method.md §2.6,
 ``min_v ||v - t||^2  s.t.  S^T v <= -kappa``, is handed to cvxpy (CLARABEL) and ``t - v`` is returned.
 The projection ``v`` is unique (the objective is strictly convex), and ``t - v = S @ alpha`` for any
 optimal multipliers ``alpha``. An interior-point solution is accurate to about the square root of its

@@ -1,4 +1,4 @@
-"""Intentionally flawed models and data (SCIENCE.md §1, §3, §4; issue 6).
+"""Intentionally flawed models and data (docs/method.md §3.3, §4; issue 6).
 
 Each experiment reads a *flawed config* (:func:`~mftma.experiments.flawed.experiment.load_experiment`):
 a run config (sections ``data``, ``corruption``, ``model``, ``training``, ``cache``) plus a ``flawed``

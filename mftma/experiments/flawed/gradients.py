@@ -1,4 +1,4 @@
-"""Summed loss gradients of permuted and unpermuted examples near initialization (SCIENCE.md §1).
+"""Summed loss gradients of permuted and unpermuted examples near initialization (docs/method.md §4.2).
 
 At a checkpoint, for each group G of training examples (``permuted``: randomized labels; ``unpermuted``:
 kept labels) the cross-entropy losses against the **training** labels are summed,

@@ -1,4 +1,4 @@
-"""Randomized networks (SCIENCE.md §4, Adebayo et al. 2018): re-initialise blocks of a trained network.
+"""Randomized networks (docs/method.md §4.2, Adebayo et al. 2018): re-initialise blocks of a trained network.
 
 ``cascade_k``
     the last k blocks re-initialised (cascading randomization from the top down, k = 1 .. L);
