@@ -50,7 +50,7 @@ def add_source_arguments(parser) -> None:
     parser.add_argument("source", metavar="SOURCE", help="run directory, activations.h5, or .npz / .h5 file")
     parser.add_argument("--epoch", type=int, help="cached epoch (default: the last)")
     parser.add_argument("--layer", help="cached layer (default: the last)")
-    parser.add_argument("--subset", choices=["unpermuted", "permuted", "restored", "test"],
+    parser.add_argument("--subset", choices=["unpermuted", "permuted", "restored", "shuffled", "test"],
                         help="cached subset (default: the first cached)")
 
 
