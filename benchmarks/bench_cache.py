@@ -17,8 +17,15 @@
    65536 features) projected to 5000 features with the matrix drawn block by block (it is 1.3 GB, above
    the default budget for keeping it), with the projection's threads against one thread in the same run;
    the outputs must be bitwise equal.
+4. **Projection kinds**: the same layer and batch projected by the dense Gaussian (matrix regenerated per
+   batch, as in caching) and by the sparse sign projection (matrix drawn once per layer, its drawing timed
+   separately), in the same run, next to that block's own forward pass (conv 3 -> 64, batch norm, ReLU on
+   256 images of 3 x 32 x 32) and a plain pass over the batch (its sum) for scale.
 
-Usage: ``python benchmarks/bench_cache.py [--epochs 3] [--sizes 250000 1000000 2000000]``
+Time it with ``flock /tmp/mftma-timing.lock`` when other jobs may measure at the same time.
+
+Usage: ``python benchmarks/bench_cache.py [--epochs 3] [--sizes 250000 1000000 2000000]
+[--parts time memory projection_threads projection_kinds]``
 """
 from __future__ import annotations
 
@@ -142,6 +149,43 @@ def projection_threads_speedup(features: int = 65536, projection_dim: int = 5000
             "bitwise_equal": bool(np.array_equal(outputs[1], outputs[threads]))}
 
 
+def projection_kinds(features: int = 65536, projection_dim: int = 5000, batch: int = 256) -> dict:
+    """Seconds per batch of the Gaussian and sparse projections of a VGG-16 first-block layer, same run."""
+    import numpy as np
+    import torch
+
+    from mftma.cache.projection import SPARSE_NONZEROS, LayerReduction
+
+    x = np.random.default_rng(0).standard_normal((batch, features), dtype=np.float32)
+    report = {"features": features, "projection_dim": projection_dim, "batch": batch,
+              "sparse_nonzeros_per_feature": SPARSE_NONZEROS}
+    for kind in ("gaussian", "sparse"):
+        reduction = LayerReduction.plan("conv1", (features,), projection_dim, kind=kind)
+        start = time.perf_counter()
+        projection = reduction.projection(cache_bytes=0)  # the 1.3 GB Gaussian matrix exceeds the budget
+        report[f"{kind}_setup_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        projection(x)
+        report[f"{kind}_s_per_batch"] = time.perf_counter() - start
+    block = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.BatchNorm2d(64),
+                                torch.nn.ReLU()).eval()
+    images = torch.randn(batch, 3, 32, 32)
+    with torch.inference_mode():
+        block(images)  # warm-up
+        start = time.perf_counter()
+        block(images)
+        report["first_block_forward_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    x.sum()
+    report["read_batch_s"] = time.perf_counter() - start
+    report["speedup_sparse_vs_gaussian"] = report["gaussian_s_per_batch"] / report["sparse_s_per_batch"]
+    report["sparse_vs_forward"] = report["sparse_s_per_batch"] / report["first_block_forward_s"]
+    return report
+
+
+PARTS = ("time", "memory", "projection_threads", "projection_kinds")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the shortened default run")
@@ -151,12 +195,14 @@ def main() -> None:
     parser.add_argument("--projection-dim", type=int, default=256,
                         help="projection dimension in the memory measurement (block memory is "
                              "512 x dim x 4 bytes whatever the layer size)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="measurements to run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        report = {"time": time_default_run(args.epochs, root),
-                  "memory": [memory_of_layer(size, args.projection_dim, root) for size in args.sizes],
-                  "projection_threads": projection_threads_speedup()}
+        parts = {"time": lambda: time_default_run(args.epochs, root),
+                 "memory": lambda: [memory_of_layer(size, args.projection_dim, root) for size in args.sizes],
+                 "projection_threads": projection_threads_speedup, "projection_kinds": projection_kinds}
+        report = {part: parts[part]() for part in args.parts}
     print(json.dumps(report, indent=2))
 
 

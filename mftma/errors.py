@@ -13,5 +13,9 @@ class DataFileError(MFTMAError, OSError):
     """A file is missing, corrupt, foreign to mftma, or stale with respect to its run."""
 
 
+class TrainingDivergedError(MFTMAError):
+    """Training produced a non-finite loss or weights; the run directory keeps its last good epoch."""
+
+
 class MFTMAWarning(UserWarning):
     """A result is computed but may mislead (for instance an outlier radius); the message says why."""

@@ -132,6 +132,20 @@ def test_changed_settings_are_not_reused(reference, tmp_path):
     assert set(record["seconds"]) == {"geometry"}
 
 
+def test_probe_backend_is_part_of_the_settings(reference, tmp_path):
+    run_dir = _copy(reference[0], tmp_path, with_results=True)
+    computed, hook = _recorder()
+    reference_backend = analyze_run(run_dir, processes=False, n_workers=1, on_cell_done=hook, probe_backend="sklearn",
+                                    **{**FAST, "epochs": [4], "layers": ["input"]})
+    assert len(computed) == len(SUBSETS)
+    assert reference[1].attrs["settings"]["probe"]["backend"] == "torch"
+    assert reference_backend.attrs["settings"]["probe"]["backend"] == "sklearn"
+    merged = reference_backend.merge(reference[1], on=["epoch", "layer", "subset", "metric"])
+    accuracies = merged[merged["metric"] == "probe_accuracy"]
+    # 50 examples per subset in 5 folds: one borderline example moves the mean by 0.02.
+    np.testing.assert_allclose(accuracies["value_x"], accuracies["value_y"], atol=0.02 + 1e-9)
+
+
 def test_results_of_another_estimator_revision_are_not_reused(reference, tmp_path, monkeypatch):
     from mftma.pipeline import analyze
 
@@ -191,6 +205,22 @@ def test_unreadable_cell_record_is_a_data_file_error(reference, tmp_path):
     record.write_text("{truncated")
     with pytest.raises(DataFileError, match="delete it to recompute"):
         analyze_run(run_dir, **FAST)
+
+
+def test_a_damaged_cache_entry_is_reported_with_the_repair(cached_run, tmp_path):
+    import h5py
+
+    run_dir = _copy(cached_run, tmp_path)
+    path = run_dir / "activations.h5"
+    with h5py.File(path, "r") as h5:
+        offset = h5["epoch_0004/logits/test"].id.get_chunk_info(1).byte_offset
+    with open(path, "r+b") as handle:
+        handle.seek(offset + 8)
+        handle.write(b"\x13\x57\x9b\xdf")
+    with pytest.raises(DataFileError, match=f"epoch 4, layer 'logits', subset 'test' cannot be read.*damaged.*"
+                                            f"`mftma cache {run_dir} --rebuild`"):
+        analyze_run(run_dir, processes=False, n_workers=1, **{**FAST, "epochs": [4], "layers": ["logits"],
+                                                                 "subsets": ["test"]})
 
 
 def test_missing_cache_is_a_data_file_error(tmp_path):

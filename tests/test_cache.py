@@ -313,6 +313,45 @@ def test_corrupt_and_foreign_files_raise_data_file_errors_and_stay_untouched(run
         ActivationCache(run.path / "missing.h5")
 
 
+def _damage(path, offset):
+    """Change four bytes of ``path`` at ``offset`` (not by inverting them: Fletcher-32 takes 0x0000 and 0xFFFF
+    words as equal)."""
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        original = handle.read(4)
+        handle.seek(offset)
+        handle.write(bytes(byte ^ 0x5A for byte in original))
+
+
+def _chunk_offset(path, name, index):
+    with h5py.File(path, "r") as h5:
+        return h5[name].id.get_chunk_info(index).byte_offset
+
+
+def test_damaged_content_is_a_data_file_error_naming_the_entry_and_the_repair(run):
+    path = cache_activations(run, epochs=[1], subsets=["test", "unpermuted"], progress=False)
+    repair = rf"damaged\. Run `mftma cache {run.path} --rebuild`"
+    _damage(path, _chunk_offset(path, "epoch_0001/fc1/test", 3) + 8)
+    with ActivationCache(path) as cache:
+        for read in (cache.features, cache.manifolds):
+            with pytest.raises(DataFileError, match=rf"entry for epoch 1, layer 'fc1', subset 'test' cannot be read "
+                                                    rf"\(.*\); the file is {repair}"):
+                read(1, "fc1", "test")
+        assert cache.manifolds(1, "fc2", "test")[0].shape == (32, 5)  # the other entries stay readable
+    _damage(path, _chunk_offset(path, "samples/unpermuted/labels", 0) + 4)
+    with h5py.File(path, "r") as h5:
+        header = h5py.h5o.get_info(h5["epoch_0001/logits/test"].id).addr
+    _damage(path, header)
+    with ActivationCache(path) as cache:
+        with pytest.raises(DataFileError, match=f"'unpermuted' sample cannot be read.*{repair}"):
+            cache.sample("unpermuted")
+        with pytest.raises(DataFileError, match=f"layer 'fc2', subset 'unpermuted' cannot be read.*{repair}"):
+            cache.features(1, "fc2", "unpermuted")  # its labels are the damaged sample's
+        for read in (cache.entries, lambda: cache.manifolds(1, "logits", "test")):
+            with pytest.raises(DataFileError, match=f"layer 'logits', subset 'test' cannot be read.*{repair}"):
+                read()
+
+
 def test_a_full_disk_gives_a_clear_error_and_keeps_complete_entries(run, monkeypatch):
     cache_activations(run, epochs=[0], subsets=["test"], progress=False)
     original = h5py.Dataset.__setitem__
@@ -327,6 +366,26 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_complete_entries(run, monkeyp
         cache_activations(run, epochs=[0, 1], subsets=["test"], progress=False)
     with ActivationCache(run.path) as cache:
         assert cache.manifolds(0, "fc2", "test")[0].shape == (32, 5)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_features_are_refused_with_the_entry_named(run, bad):
+    cache_activations(run, epochs=[0, 1], progress=False)
+    before, _, _ = _contents(run.path / "activations.h5")
+    state = run.state_dict(2)
+    state["blocks.fc2.0.weight"][0, 0] = bad
+    torch.save({"epoch": 2, "model": state}, checkpoint_path(run.path, 2))
+    with pytest.raises(DataFileError, match=r"epoch 2, layer 'fc2', selection 'kept' \(subsets unpermuted\) hold "
+                                            r"NaN or inf.*checkpoints/epoch_0002\.pt"):
+        cache_activations(run, progress=False)
+    with ActivationCache(run.path) as cache:
+        entries = cache.entries()
+        assert not entries[(entries["epoch"] == 2) & (entries["layer"] != "input")]["complete"].any()
+        with pytest.raises(DataFileError, match="incomplete"):
+            cache.features(2, "fc1", "unpermuted")
+        assert entries[entries["epoch"] < 2]["complete"].sum() == len(before)
+        for key, value in before.items():
+            np.testing.assert_array_equal(cache.features(*key)[0], value)
 
 
 def test_unknown_names_list_the_valid_ones(run):

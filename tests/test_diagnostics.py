@@ -2,6 +2,7 @@
 import json
 
 import h5py
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -156,7 +157,8 @@ def test_validation_figure_runs_on_a_run_directory(cached_run, tmp_path):
                "--formats", "png", "--out", str(tmp_path)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
-    assert (tmp_path / "capacity_validation.png").stat().st_size > 0
+    pixels = plt.imread(tmp_path / "capacity_validation.png")
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 20  # a drawing, not a blank canvas
     table = pd.read_csv(tmp_path / "capacity_validation.csv")
     assert list(table[["epoch", "layer", "subset"]].itertuples(index=False, name=None)) == [(4, "fc1", "unpermuted")]
     assert table.loc[0, "ci_low"] <= table.loc[0, "simulated"] <= table.loc[0, "ci_high"]

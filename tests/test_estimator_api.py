@@ -44,19 +44,34 @@ def test_to_frame_is_tidy(rng):
 
 
 def test_given_t_vecs_are_used(rng):
+    """Each manifold's own t vectors decide the result: another draw changes it; repeating every vector doesn't."""
     clouds = _clouds(rng, N=40, M=10)
     t_vecs = [rng.standard_normal((11, 30)) for _ in clouds]
-    first = analyze_manifolds(clouds, n_t=30, t_vecs=t_vecs, n_reps=2, seed=0)
-    second = analyze_manifolds(clouds, n_t=30, t_vecs=t_vecs, n_reps=2, seed=0)
-    np.testing.assert_array_equal(first.radius, second.radius)
-    assert first.settings["t_vecs"] == "given"
+    other = [rng.standard_normal((11, 30)) for _ in clouds]
+    given = analyze_manifolds(clouds, n_t=30, t_vecs=t_vecs, n_reps=2, seed=0)
+    redrawn = analyze_manifolds(clouds, n_t=30, t_vecs=other, n_reps=2, seed=0)
+    doubled = analyze_manifolds(clouds, n_t=60, t_vecs=[np.hstack([t, t[:, ::-1]]) for t in t_vecs], n_reps=2, seed=0)
+    assert given.settings["t_vecs"] == "given"
+    assert given.K == redrawn.K == doubled.K
+    for name in ("capacity", "radius", "dimension"):
+        # averages over t: the same vectors, twice and in another order, give the same averages
+        np.testing.assert_allclose(getattr(doubled, name), getattr(given, name), rtol=1e-10, err_msg=name)
+        assert np.all(getattr(redrawn, name) != getattr(given, name)), name
 
 
-def test_sklearn_style_estimator(rng):
-    model = ManifoldAnalysis(n_t=30, n_reps=2, seed=1)
-    assert model.fit(np.stack(_clouds(rng))) is model
-    assert model.capacity_.shape == (6,) and model.K_ == model.result_.K
-    assert model.center_correlation_ == model.result_.center_correlation
+def test_sklearn_style_estimator_forwards_its_settings(rng):
+    manifolds = np.stack(_clouds(rng))
+    t_vecs = [rng.standard_normal((11, 30)) for _ in manifolds]
+    model = ManifoldAnalysis(kappa=0.2, n_t=30, n_reps=2, seed=1)
+    assert model.fit(manifolds, t_vecs=t_vecs) is model
+    expected = analyze_manifolds(manifolds, 0.2, 30, t_vecs=t_vecs, n_reps=2, seed=1)
+    assert model.result_.settings == expected.settings
+    for name in ("capacity", "radius", "dimension"):
+        np.testing.assert_array_equal(getattr(model, f"{name}_"), getattr(expected, name))
+    assert (model.K_, model.center_correlation_) == (expected.K, expected.center_correlation)
+    seeded = ManifoldAnalysis(kappa=0.2, n_t=30, n_reps=2, seed=1).fit(manifolds)
+    assert seeded.result_.settings["t_vecs"] == "seeded"
+    assert np.all(seeded.capacity_ != model.capacity_)
 
 
 def test_point_manifolds_have_capacity_two(rng):

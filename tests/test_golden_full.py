@@ -1,4 +1,4 @@
-"""The full pipeline against the reference implementation's outputs (../shared/golden, full0-full5)."""
+"""The full pipeline against the reference implementation's outputs (tests/data/golden, full0-full5)."""
 import numpy as np
 import pytest
 

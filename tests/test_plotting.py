@@ -20,7 +20,7 @@ from mftma.errors import InputError
 from mftma.experiments.config import load_config
 from mftma.experiments.training import train
 from mftma.pipeline.results import save_results
-from mftma.pipeline.rollback import rollback
+from mftma.pipeline.rollback import load_rollback, rollback
 from mftma.plotting import (
     difference_maps,
     layer_profiles,
@@ -103,6 +103,12 @@ def test_training_curves_plot_loss_and_accuracy_per_subset():
     assert [line.get_label() for line in accuracy.lines] == ["unpermuted", "permuted", "restored", "test",
                                                             "best epoch (1)"]
     assert [line.get_label() for line in loss.lines][:2] == ["train", "test"]
+    columns = ["acc_unpermuted", "acc_permuted", "acc_permuted_true", "acc_test"]
+    for line, column in zip(accuracy.lines, columns):
+        np.testing.assert_array_equal(line.get_xdata(), metrics["epoch"])
+        np.testing.assert_array_equal(line.get_ydata(), metrics[column], err_msg=column)
+    np.testing.assert_array_equal(loss.lines[1].get_ydata(), metrics["loss_test"])
+    assert list(accuracy.lines[-1].get_xdata()) == [1, 1]  # the best-epoch marker
     plt.close(fig)
 
 
@@ -134,12 +140,17 @@ def test_bad_tables_raise_input_errors():
 
 
 def test_save_figure_writes_png_and_pdf_atomically(tmp_path):
-    fig, ax = plt.subplots()
-    ax.plot([0, 1])
-    paths = save_figure(fig, tmp_path / "sub" / "line")
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.imshow([[0.0, 1.0]], cmap="gray", aspect="auto")  # left half black, right half white
+    ax.set_axis_off()
+    paths = save_figure(fig, tmp_path / "sub" / "line", dpi=50)
     plt.close(fig)
     assert [p.name for p in paths] == ["line.png", "line.pdf"]
-    assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+    assert paths[1].read_bytes()[:4] == b"%PDF"
+    pixels = plt.imread(paths[0])[..., :3]
+    middle = pixels[pixels.shape[0] // 2]
+    np.testing.assert_array_equal(middle[len(middle) // 4], [0, 0, 0])
+    np.testing.assert_array_equal(middle[3 * len(middle) // 4], [1, 1, 1])
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["line.pdf", "line.png"]
 
 
@@ -160,7 +171,62 @@ def analysed_run(tmp_path_factory):
     return run
 
 
-def test_cli_writes_every_figure_of_a_run(analysed_run, capsys):
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """Every figure given to save_figure (by plot_run or the analysis scripts), by the name it was saved as."""
+    saved = {}
+
+    def recording(fig, path_stem, *args, **kwargs):
+        saved[Path(path_stem).name] = fig
+        return save_figure(fig, path_stem, *args, **kwargs)
+
+    monkeypatch.setattr("mftma.plotting.figures.save_figure", recording)
+    monkeypatch.setattr("mftma.plotting.save_figure", recording)
+    return saved
+
+
+def assert_shows_the_run(name, fig, run):
+    """The figure ``name`` of ``run`` (synthetic results, rollback over k = 1, 3 and epochs 0, 2) shows its tables."""
+    metrics = run.metrics().set_index("epoch")
+    best = metrics.loc[EPOCHS, "acc_test"].idxmax()
+    kind, _, metric = name.partition("_")
+    if kind == "heatmap":
+        panels = [ax for ax in fig.axes if ax.images and ax.get_title()]
+        assert [ax.get_title() for ax in panels] == SUBSETS
+        for ax, subset in zip(panels, SUBSETS):
+            expected = [[value(e, i, subset, metric) for i in range(len(LAYERS))] for e in EPOCHS]
+            np.testing.assert_array_equal(ax.images[0].get_array(), expected, err_msg=f"{name} {subset}")
+    elif kind == "difference":
+        for ax, subset in zip([ax for ax in fig.axes if ax.get_title()], ["permuted", "restored"]):
+            np.testing.assert_array_equal(ax.images[0].get_array(), 10 * SUBSETS.index(subset), err_msg=name)
+    elif name == "layer_profiles":
+        assert [ax.get_title() for ax in fig.axes[:2]] == [f"best epoch = {best}", f"last epoch = {EPOCHS[-1]}"]
+        np.testing.assert_array_equal(fig.axes[1].lines[0].get_ydata(),
+                                      [value(EPOCHS[-1], i, SUBSETS[0], "capacity") for i in range(len(LAYERS))])
+    elif name == "training_curves":
+        test = [line for line in fig.axes[-1].lines if line.get_label() == "test"]
+        np.testing.assert_array_equal(test[0].get_ydata(), metrics["acc_test"])
+    elif name == "rollback":
+        table = load_rollback(run.path)
+        panels = [ax for ax in fig.axes if ax.images]
+        titles = [ax.get_title() for ax in panels if ax.get_title()]
+        for index, ax in enumerate(panels):
+            direction, subset = ["last", "first"][index // len(titles)], titles[index % len(titles)]
+            rows = table[(table["direction"] == direction) & (table["subset"] == subset)]
+            grid = rows.pivot(index="epoch", columns="k", values="value")
+            expected = 100 * (grid[[1, 3]].to_numpy() - grid[[0]].to_numpy())
+            np.testing.assert_allclose(ax.images[0].get_array(), expected, err_msg=f"{direction} {subset}")
+    else:
+        raise AssertionError(f"unexpected figure {name}")
+
+
+def assert_png_drawn(path):
+    pixels = plt.imread(path)
+    assert pixels.shape[1] > 1000, path  # 7 in at 200 dpi, trimmed to the drawing
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 20, f"{path} is nearly blank"
+
+
+def test_cli_writes_every_figure_of_a_run(analysed_run, saved_figures, capsys):
     parser = argparse.ArgumentParser(prog="mftma")
     plot_cli.register(parser.add_subparsers())
     args = parser.parse_args(["plot", str(analysed_run.path), "--formats", "png"])
@@ -169,8 +235,10 @@ def test_cli_writes_every_figure_of_a_run(analysed_run, capsys):
     names = {path.stem for path in figures.glob("*.png")}
     expected = {"training_curves", "layer_profiles", "rollback", *(f"heatmap_{m}" for m in METRICS),
                 *(f"difference_{m}" for m in METRICS)}
-    assert names == expected
-    assert all(20_000 < path.stat().st_size < 2_000_000 for path in figures.glob("*.png"))
+    assert names == expected == set(saved_figures)
+    for name, fig in saved_figures.items():
+        assert_shows_the_run(name, fig, analysed_run)
+        assert_png_drawn(figures / f"{name}.png")
     assert f"{len(expected)} files written" in capsys.readouterr().out
 
 
@@ -190,7 +258,8 @@ ANALYSIS_DIR = Path(__file__).resolve().parents[1] / "analysis"
     ("fig_rollback.py", ["rollback.png"]),
     ("table_summary.py", ["summary_capacity.csv"]),
 ])
-def test_analysis_scripts_regenerate_their_outputs(analysed_run, tmp_path, monkeypatch, capsys, script, outputs):
+def test_analysis_scripts_regenerate_their_outputs(analysed_run, saved_figures, tmp_path, monkeypatch, capsys,
+                                                   script, outputs):
     monkeypatch.syspath_prepend(str(ANALYSIS_DIR))
     extra = {"fig_heatmaps.py": ["--metrics", "capacity"], "table_summary.py": []}.get(script, [])
     formats = [] if script == "table_summary.py" else ["--formats", "png"]
@@ -198,3 +267,22 @@ def test_analysis_scripts_regenerate_their_outputs(analysed_run, tmp_path, monke
     runpy.run_path(str(ANALYSIS_DIR / script), run_name="__main__")
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(outputs)
     assert all(str(tmp_path / name) in capsys.readouterr().out for name in outputs[:1])
+    assert sorted(saved_figures) == sorted(name[:-4] for name in outputs if name.endswith(".png"))
+    for name, fig in saved_figures.items():
+        assert_shows_the_run(name, fig, analysed_run)
+        assert_png_drawn(tmp_path / f"{name}.png")
+
+
+def test_summary_table_holds_the_capacity_at_the_best_and_last_epoch(analysed_run, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ANALYSIS_DIR))
+    monkeypatch.setattr("sys.argv", ["table_summary.py", str(analysed_run.path), "--out", str(tmp_path)])
+    runpy.run_path(str(ANALYSIS_DIR / "table_summary.py"), run_name="__main__")
+    table = pd.read_csv(tmp_path / "summary_capacity.csv", index_col=["layer_index", "layer"])
+    best = analysed_run.metrics().set_index("epoch").loc[EPOCHS, "acc_test"].idxmax()
+    epochs = {"best": best, "last": EPOCHS[-1]} if best != EPOCHS[-1] else {"best": best}  # one column set if equal
+    assert list(table.index.get_level_values("layer")) == LAYERS
+    assert list(table.columns) == [f"{name} {subset}" for name in epochs for subset in SUBSETS]
+    for name, epoch in epochs.items():
+        for subset in SUBSETS:
+            expected = [value(epoch, i, subset, "capacity") for i in range(len(LAYERS))]
+            np.testing.assert_array_equal(table[f"{name} {subset}"], expected, err_msg=f"{name} {subset}")

@@ -94,3 +94,72 @@ def test_bad_input_raises_clear_errors(features, labels, kwargs, message):
 def test_transfer_requires_matching_features(rng):
     with pytest.raises(InputError, match="features"):
         transfer_accuracy(np.zeros((4, 3)), [0, 0, 1, 1], np.zeros((4, 2)), [0, 0, 1, 1])
+
+
+# The torch backend against the scikit-learn reference, on the same folds.
+
+def _agree(features, labels, **kwargs):
+    """Both backends' scores: mean accuracy within 0.5 points, each fold within one held-out example.
+
+    Both fits stop at the same gradient tolerance along different L-BFGS paths, so an example on
+    the decision boundary may fall either way.
+    """
+    reference = probe_accuracy(features, labels, backend="sklearn", **kwargs)
+    fast = probe_accuracy(features, labels, backend="torch", device="cpu", **kwargs)
+    assert fast.mean == pytest.approx(reference.mean, abs=0.005)
+    one_example = 1.0 / (labels.size // fast.fold_accuracies.size) + 1e-9
+    np.testing.assert_allclose(fast.fold_accuracies, reference.fold_accuracies, rtol=0, atol=one_example)
+    return fast, reference
+
+
+@pytest.mark.parametrize("n_classes, n_features", [(6, 30), (6, 500), (2, 80)])
+def test_torch_probe_matches_sklearn_on_structured_data(rng, n_classes, n_features):
+    features, labels = _planted(rng, n_classes=n_classes, per_class=60, n_features=n_features)
+    noisy = rng.random(labels.size) < 0.2
+    labels[noisy] = rng.integers(0, n_classes, noisy.sum())  # label noise: no perfect probe
+    features[:, 3] = 2.5  # a constant feature: centred, not scaled, by both
+    fast, _ = _agree(features, labels, seed=2)
+    assert 0.3 < fast.mean < 1.0  # neither chance nor trivially separable: the fits matter
+
+
+def test_torch_probe_matches_sklearn_on_cached_layers(tiny_cached_run):
+    from mftma.cache.reader import CACHE_FILE, ActivationCache
+
+    with ActivationCache(tiny_cached_run / CACHE_FILE) as cache:
+        cells = [(epoch, layer, subset) for epoch in (0, 4) for layer in cache.layers
+                 for subset in ("unpermuted", "permuted")]
+        for cell in cells:
+            _agree(*cache.features(*cell))
+
+
+def test_torch_transfer_matches_sklearn(rng):
+    features, labels = _planted(rng, per_class=60, n_features=120)
+    train, test = np.arange(labels.size) % 3 != 0, np.arange(labels.size) % 3 == 0
+    args = features[train], labels[train], features[test], labels[test]
+    assert transfer_accuracy(*args, backend="torch", device="cpu") == pytest.approx(
+        transfer_accuracy(*args, backend="sklearn"), abs=0.005)
+
+
+def test_torch_probe_is_deterministic_given_seed(rng):
+    features, labels = _planted(rng, per_class=20, n_features=50)
+    first = probe_accuracy(features, labels, seed=7, backend="torch", device="cpu")
+    again = probe_accuracy(features, labels, seed=7, backend="torch", device="cpu")
+    np.testing.assert_array_equal(first.fold_accuracies, again.fold_accuracies)
+    other = probe_accuracy(features, labels, seed=8, backend="torch", device="cpu")
+    assert not np.array_equal(first.fold_accuracies, other.fold_accuracies)
+
+
+def test_unknown_backend_is_a_clear_error(rng):
+    features, labels = _classes(rng)
+    with pytest.raises(InputError, match="probe backend must be one of"):
+        probe_accuracy(features, labels, backend="numpy")
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(rng):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    features, labels = _classes(rng)
+    with pytest.raises(InputError, match="CUDA is not available"):
+        probe_accuracy(features, labels, backend="torch", device="cuda")

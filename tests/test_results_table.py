@@ -5,7 +5,6 @@ import pytest
 
 from mftma.errors import DataFileError, InputError
 from mftma.pipeline.results import (
-    METRICS,
     RESULT_COLUMNS,
     empty_results,
     load_results,
@@ -27,13 +26,6 @@ def _table():
     frame = pd.DataFrame(rows)
     frame.attrs["settings"] = {"kappa": 0.0, "n_t": 20, "seed": 1, "probe": {"C": 1.0}}
     return frame
-
-
-def test_schema_constants():
-    assert RESULT_COLUMNS == ("run", "epoch", "layer", "layer_index", "subset", "metric", "value")
-    assert {"capacity", "radius", "dimension", "center_correlation", "K", "participation_ratio",
-            "explained_variance_dim", "probe_accuracy", "probe_accuracy_std",
-            "transfer_probe_accuracy"} == set(METRICS)
 
 
 def test_validate_orders_rows_and_sets_dtypes():

@@ -1,5 +1,6 @@
 import argparse
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +13,7 @@ from mftma.errors import DataFileError, InputError
 from mftma.experiments.config import load_config
 from mftma.experiments.models import LayeredModel
 from mftma.experiments.training import train
+from mftma.plotting import rollback_heatmaps
 from mftma.pipeline import rollback as rollback_module
 from mftma.pipeline.rollback import (
     GEOMETRY_COLUMNS,
@@ -150,7 +152,9 @@ def test_geometry_of_rolled_back_layers(cached_run):
     assert load_rollback_geometry(cached_run.path).equals(more)
 
 
-def test_cli_writes_the_tables_and_the_heatmap(cached_run, capsys):
+def test_cli_writes_the_tables_and_the_heatmap(cached_run, capsys, monkeypatch):
+    drawn = []
+    monkeypatch.setattr("mftma.plotting.rollback_heatmaps", lambda table: drawn.append(table) or rollback_heatmaps(table))
     parser = argparse.ArgumentParser(prog="mftma")
     rollback_cli.register(parser.add_subparsers())
     with pytest.raises(SystemExit):
@@ -160,10 +164,16 @@ def test_cli_writes_the_tables_and_the_heatmap(cached_run, capsys):
                               "--geometry", "--layers", "logits", "--n-t", "10", "--n-reps", "1", "--no-progress"])
     assert args.func(args) == 0
     results = cached_run.path / "results"
-    assert (results / "figures" / "rollback.png").stat().st_size > 10_000
-    assert (results / "figures" / "rollback.pdf").exists()
     table = pd.read_csv(results / "rollback.csv")
     assert {(2, 1), (2, 0)} <= set(zip(table["epoch"], table["k"]))
+    final = cached_run.metrics().set_index("epoch").loc[cached_run.checkpoint_epochs()[-1]]
+    at_k0 = table[(table["k"] == 0) & (table["direction"] == "last")]
+    assert dict(zip(at_k0["subset"], at_k0["value"])) == {s: final[column] for s, column in METRIC_COLUMNS.items()}
+    (shown,) = drawn  # the heatmap is drawn from the whole stored table
+    pd.testing.assert_frame_equal(shown.reset_index(drop=True), load_rollback(cached_run.path).reset_index(drop=True))
+    pixels = plt.imread(results / "figures" / "rollback.png")
+    assert pixels.shape[1] > 1000 and len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 20
+    assert (results / "figures" / "rollback.pdf").read_bytes()[:4] == b"%PDF"
     geometry = pd.read_csv(results / "rollback_geometry.csv")
     at_epoch_2 = geometry[geometry["epoch"] == 2]
     assert set(at_epoch_2["layer"]) == {"logits"} and set(at_epoch_2["k"]) == {0, 1}

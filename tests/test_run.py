@@ -1,5 +1,6 @@
 """Run: the reader of a run directory."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -52,11 +53,22 @@ def test_dataset_has_true_labels_and_corruption_the_training_labels(run):
     assert np.array_equal(record.train_labels[~mask], record.true_labels[~mask])
 
 
-def test_best_epoch_is_the_checkpoint_with_highest_test_accuracy(run):
-    metrics = run.metrics().set_index("epoch")
+def test_best_epoch_is_the_checkpointed_epoch_of_highest_test_accuracy(run):
+    metrics = run.metrics()
     best = run.best_epoch()
-    assert best in run.checkpoint_epochs()
-    assert metrics.loc[best, "acc_test"] == max(metrics.loc[run.checkpoint_epochs(), "acc_test"])
+    assert best in run.checkpoint_epochs() and run.best_epoch_is_checkpointed()
+    assert best == run.true_best_epoch() == metrics["epoch"][metrics["acc_test"].idxmax()]
+
+
+def test_run_without_its_best_checkpoint_falls_back_with_a_warning(run, tmp_path):
+    """A run trained before the best checkpoint was kept: epoch 2 is best but only 0, 1, 3 are on disk."""
+    old = Run(shutil.copytree(run.path, tmp_path / "old"))
+    metrics = old.metrics()
+    metrics["acc_test"] = [0.1, 0.6, 0.9, 0.5]
+    metrics.to_csv(old.path / "metrics.csv", index=False)
+    assert old.true_best_epoch() == 2 and not old.best_epoch_is_checkpointed()
+    with pytest.warns(UserWarning, match=r"best test accuracy, 2 \(0.9000\), has no checkpoint.*epoch 1 \(0.6000\)"):
+        assert old.best_epoch() == 1
 
 
 def test_missing_epoch_names_the_available_ones(run):

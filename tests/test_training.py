@@ -5,10 +5,12 @@ import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from mftma.errors import DataFileError, InputError
+from mftma.cli import main
+from mftma.errors import DataFileError, InputError, TrainingDivergedError
 from mftma.experiments import checkpoints
 from mftma.experiments.config import load_config
 from mftma.experiments.training import lr_factor, train
@@ -114,6 +116,56 @@ def test_killed_subprocess_resumes_bit_identically(reference_run, tiny, tmp_path
     assert _same_weights(reference_run, resumed, 3)
 
 
+def _assert_kept_until_epoch_1(run_dir, reference_run):
+    """The run directory holds epochs 0 and 1 only, with finite weights equal to the reference run's."""
+    assert checkpoints.checkpoint_epochs(run_dir) == [0, 1]
+    resume = checkpoints.load_torch_file(checkpoints.resume_path(run_dir))
+    last = checkpoints.load_torch_file(checkpoints.checkpoint_path(run_dir, 1))["model"]
+    assert resume["epoch"] == 1
+    for name, tensor in reference_run.state_dict(1).items():
+        assert torch.isfinite(last[name]).all() and torch.equal(last[name], tensor)
+        assert torch.equal(resume["model"][name], tensor)
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert metrics["epoch"].tolist() == [0, 1] and np.isfinite(metrics.drop(columns="epoch")).all().all()
+    assert not any(path.name.startswith(".") for path in run_dir.rglob("*"))
+
+
+def test_a_diverging_run_stops_at_the_first_nan_loss_and_keeps_the_last_good_epoch(reference_run, tiny, tmp_path):
+    # The same run as the reference until epoch 1, then 100 000 times the learning rate from epoch 2 on.
+    diverging = tiny.replace(training={"schedule": "step", "milestones": [1], "gamma": 1e5})
+    with pytest.raises(TrainingDivergedError, match=r"diverged in epoch 2: the loss of minibatch \d+ of 13 is "
+                                                    r"(nan|inf).*as it was after epoch 1.*lower training.lr"):
+        train(diverging, tmp_path / "run", progress=False)
+    _assert_kept_until_epoch_1(tmp_path / "run", reference_run)
+
+
+def test_non_finite_weights_after_the_last_step_of_an_epoch_are_not_saved(reference_run, tiny, tmp_path,
+                                                                         monkeypatch):
+    steps_per_epoch = -(-tiny.data.options["n_train"] // tiny.training.batch_size)
+    original, steps = torch.optim.SGD.step, []
+
+    def step_then_overflow_at_the_end_of_epoch_2(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        steps.append(1)
+        if len(steps) == 2 * steps_per_epoch:
+            self.param_groups[0]["params"][0].data[0, 0] = float("inf")
+        return result
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step_then_overflow_at_the_end_of_epoch_2)
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2: the weights 'blocks\.fc1\.\d\.weight' hold NaN"):
+        train(tiny, tmp_path / "run", progress=False)
+    _assert_kept_until_epoch_1(tmp_path / "run", reference_run)
+
+
+def test_cli_reports_a_diverged_run_and_exits_non_zero(tiny, tmp_path, capsys):
+    config = tmp_path / "diverging.yaml"
+    config.write_text(json.dumps(tiny.replace(training={"lr": 1e4}).to_dict()))
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("mftma train: error: training diverged in epoch 1") and "Traceback" not in error
+    assert checkpoints.checkpoint_epochs(tmp_path / "run") == [0]
+
+
 def test_checkpoint_schedules():
     assert checkpoints.checkpoint_schedule("all", 3) == [0, 1, 2, 3]
     log = checkpoints.checkpoint_schedule("log", 1000, log_count=10)
@@ -209,3 +261,75 @@ def test_cli_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--out", "--epochs", "--device", "--num-threads", "--no-progress", "metrics.csv"):
         assert option in text
+
+
+#: Planted test accuracies of epochs 0..5: the best so far moves 0 -> 1 -> 2 -> 4, and only 0 and 5 are scheduled.
+PLANTED_ACCURACY = [0.1, 0.5, 0.7, 0.6, 0.8, 0.3]
+
+
+@pytest.fixture
+def planted_accuracy(monkeypatch):
+    """Replace each epoch's test accuracy by PLANTED_ACCURACY, in call order; ``.epoch`` is the next epoch."""
+    from mftma.experiments import training
+
+    original = training._evaluate
+
+    class Planted:
+        epoch = 0
+
+        def __call__(self, *args):
+            evaluation = original(*args)
+            evaluation["acc_test"] = PLANTED_ACCURACY[self.epoch]
+            self.epoch += 1
+            return evaluation
+
+    planted = Planted()
+    monkeypatch.setattr(training, "_evaluate", planted)
+    return planted
+
+
+@pytest.fixture
+def unscheduled(tiny):
+    return tiny.replace(training={"epochs": 5, "checkpoints": []})
+
+
+def test_best_epoch_off_the_schedule_keeps_its_checkpoint(unscheduled, planted_accuracy, tmp_path):
+    kept = []
+    run = train(unscheduled, tmp_path / "run", progress=False,
+                on_epoch_end=lambda epoch: kept.append(checkpoints.checkpoint_epochs(tmp_path / "run")))
+    assert kept == [[0, 1], [0, 2], [0, 2], [0, 4], [0, 4, 5]]
+    assert run.true_best_epoch() == run.best_epoch() == 4 and run.best_epoch_is_checkpointed()
+    assert checkpoints.load_torch_file(checkpoints.checkpoint_path(run.path, 4))["epoch"] == 4
+
+
+def test_resume_keeps_the_best_checkpoint_and_removes_stale_ones(unscheduled, planted_accuracy, tmp_path,
+                                                                  monkeypatch):
+    reference = train(unscheduled, tmp_path / "reference", progress=False)
+    planted_accuracy.epoch = 0
+    run_dir = tmp_path / "run"
+
+    def stop_after_third(epoch):
+        if epoch == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(unscheduled, run_dir, progress=False, on_epoch_end=stop_after_third)
+    assert checkpoints.checkpoint_epochs(run_dir) == [0, 2]
+    # As if killed after writing epoch 4's new best but before committing it, and an older best left behind.
+    for epoch in (1, 4):
+        checkpoints.atomic_torch_save({"epoch": epoch, "model": {}}, checkpoints.checkpoint_path(run_dir, epoch))
+    with monkeypatch.context() as patch:
+        patch.setattr("mftma.experiments.training._train_epoch", lambda *args, **kwargs: _raise(Interrupt))
+        with pytest.raises(Interrupt):
+            train(unscheduled, run_dir, progress=False)
+    assert checkpoints.checkpoint_epochs(run_dir) == [0, 2]
+    kept = []
+    resumed = train(unscheduled, run_dir, progress=False,
+                    on_epoch_end=lambda epoch: kept.append(checkpoints.checkpoint_epochs(run_dir)))
+    assert kept == [[0, 4], [0, 4, 5]]
+    assert resumed.best_epoch() == 4
+    assert _same_weights(reference, resumed, 4) and _same_weights(reference, resumed, 5)
+
+
+def _raise(error):
+    raise error

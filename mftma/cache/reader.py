@@ -3,7 +3,8 @@
 HDF5 layout (``RUN_DIR/activations.h5``, format version 2)::
 
     /                           attrs: format, format_version (2), mftma_version, run_settings_hash,
-                                cache_settings (JSON: M, P, projection_dim, pool, seed, dtype), dataset,
+                                cache_settings (JSON: M, P, projection_dim, pool, seed, projection, dtype),
+                                devices (JSON list of the devices that wrote it), dataset,
                                 corruption, epsilon, seeds (JSON), model (JSON), config (JSON), run_metadata (JSON)
     /selections/SELECTION/indices
                                 (n,) int64 sorted example indices (into the split) of the selection's feature
@@ -19,7 +20,8 @@ HDF5 layout (``RUN_DIR/activations.h5``, format version 2)::
                                 projection_seed, projection_block_rows, projection_scale
     /epoch_XXXX                 attrs: epoch, weights_hash (of that checkpoint)
     /epoch_XXXX/LAYER/SELECTION (n, N) features (float32, or float16 with cache.dtype float16), one row per
-                                example of the selection; lzf-compressed chunks of M rows; attrs: complete
+                                example of the selection; lzf-compressed chunks of M rows, Fletcher-32
+                                checksummed (like the samples) so that damage is detected; attrs: complete
                                 (True only once fully written); the ``input`` entries are stored once and
                                 hard-linked into every later epoch
 
@@ -35,6 +37,7 @@ run would record), so an old cache gains the null grouping without running the n
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -43,7 +46,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from mftma.errors import DataFileError, InputError
+from mftma.errors import DataFileError, InputError, MFTMAError
 from mftma.experiments.subsets import SUBSETS, shuffled_sample
 
 CACHE_FILE = "activations.h5"
@@ -53,7 +56,7 @@ FORMAT_VERSION = 2
 CHUNK_CACHE_BYTES = 64 * 2**20
 
 _EPOCH_GROUP = re.compile(r"^epoch_(\d{4,})$")
-_JSON_ATTRS = ("cache_settings", "seeds", "model", "config", "run_metadata")
+_JSON_ATTRS = ("cache_settings", "seeds", "model", "config", "run_metadata", "devices")
 
 
 def epoch_key(epoch: int) -> str:
@@ -94,6 +97,9 @@ def open_cache_file(path: Path, mode: str = "r") -> h5py.File:
 class ActivationCache:
     """Read-only access to an activation cache, in the estimator's and the probes' layouts.
 
+    Content that cannot be read (a damaged chunk, a checksum mismatch, a broken object header) raises
+    :class:`~mftma.errors.DataFileError` naming the entry and the repair, ``mftma cache RUN_DIR --rebuild``.
+
     Parameters
     ----------
     path : str or pathlib.Path
@@ -101,9 +107,17 @@ class ActivationCache:
 
     Examples
     --------
-    >>> with ActivationCache("runs/default") as cache:                      # doctest: +SKIP
+    ``run_dir`` is a run directory cached by ``mftma cache`` (here: the shipped ``tiny`` config's run).
+
+    >>> with ActivationCache(run_dir) as cache:
+    ...     print(cache.epochs, cache.layers)
     ...     manifolds = cache.manifolds(cache.epochs[-1], cache.layers[-1], "permuted")
     ...     X, labels = cache.features(cache.epochs[-1], "input", "test")
+    [0, 1, 2, 3, 4] ['input', 'fc1', 'fc2', 'logits']
+    >>> len(manifolds), manifolds[0].shape  # one (features, samples) array per class
+    (10, (10, 5))
+    >>> X.shape, labels[:7].tolist()  # (samples, features), samples grouped by class
+    ((50, 40), [0, 0, 0, 0, 0, 1, 1])
     """
 
     def __init__(self, path: str | Path):
@@ -111,7 +125,8 @@ class ActivationCache:
         self.path = path / CACHE_FILE if path.is_dir() else path
         self._h5 = open_cache_file(self.path, "r")
         self.format_version = int(self._h5.attrs["format_version"])
-        self._samples = self._read_samples()
+        with self._reading("the samples"):
+            self._samples = self._read_samples()
 
     def __enter__(self) -> ActivationCache:
         return self
@@ -125,19 +140,22 @@ class ActivationCache:
     @property
     def metadata(self) -> dict:
         """The file's root attributes, JSON-valued ones decoded."""
-        attrs = dict(self._h5.attrs)
-        return {key: json.loads(value) if key in _JSON_ATTRS else _plain(value) for key, value in attrs.items()}
+        with self._reading("the header"):
+            attrs = dict(self._h5.attrs)
+            return {key: json.loads(value) if key in _JSON_ATTRS else _plain(value) for key, value in attrs.items()}
 
     @property
     def epochs(self) -> list[int]:
         """Epochs with at least one entry, ascending."""
-        return sorted(int(match.group(1)) for match in map(_EPOCH_GROUP.match, self._h5) if match)
+        with self._reading("the list of epochs"):
+            return sorted(int(match.group(1)) for match in map(_EPOCH_GROUP.match, self._h5) if match)
 
     @property
     def layers(self) -> list[str]:
         """Cached layers in the model's order."""
-        layers = self._h5.get("layers", {})
-        return sorted(layers, key=lambda name: int(layers[name].attrs["index"]))
+        with self._reading("the layer records"):
+            layers = self._h5.get("layers", {})
+            return sorted(layers, key=lambda name: int(layers[name].attrs["index"]))
 
     @property
     def subsets(self) -> list[str]:
@@ -147,7 +165,8 @@ class ActivationCache:
     def layer_info(self, layer: str) -> dict:
         """Original shape and reduction of a layer (the ``/layers/LAYER`` attributes)."""
         self._check_name("layer", layer, self.layers)
-        return {key: _plain(value) for key, value in self._h5["layers"][layer].attrs.items()}
+        with self._reading(f"the record of layer {layer!r}"):
+            return {key: _plain(value) for key, value in self._h5["layers"][layer].attrs.items()}
 
     def sample(self, subset: str) -> dict:
         """The example sample of a subset.
@@ -186,22 +205,26 @@ class ActivationCache:
         rows = []
         layer_index = {name: index for index, name in enumerate(self.layers)}
         for epoch in self.epochs:
-            group = self._h5[epoch_key(epoch)]
-            for layer in group:
-                for subset, sample in self._samples.items():
-                    data = group[layer].get(sample["selection"])
-                    if data is not None:
-                        rows.append({"epoch": epoch, "layer": layer, "layer_index": layer_index.get(layer, -1),
-                                     "subset": subset, "N": data.shape[1], "P": int(sample["P"]),
-                                     "M": int(sample["M"]), "complete": bool(data.attrs.get("complete", False))})
+            with self._reading(f"the entries of epoch {epoch}"):
+                group = self._h5[epoch_key(epoch)]
+                names = [(layer, subset) for layer in group for subset, sample in self._samples.items()
+                         if sample["selection"] in group[layer]]
+            for layer, subset in names:
+                sample = self._samples[subset]
+                with self._reading(_entry_name(epoch, layer, subset)):
+                    data = group[layer][sample["selection"]]
+                    rows.append({"epoch": epoch, "layer": layer, "layer_index": layer_index.get(layer, -1),
+                                 "subset": subset, "N": data.shape[1], "P": int(sample["P"]),
+                                 "M": int(sample["M"]), "complete": bool(data.attrs.get("complete", False))})
         columns = ["epoch", "layer", "layer_index", "subset", "N", "P", "M", "complete"]
         return pd.DataFrame(rows, columns=columns).sort_values(["epoch", "layer_index", "subset"], ignore_index=True)
 
     def features(self, epoch: int, layer: str, subset: str) -> tuple[np.ndarray, np.ndarray]:
         """``(X, labels)``: float32 features (P*M, N), one row per example, and each row's grouping label."""
-        data = self._entry(epoch, layer, subset)
+        with self._reading(_entry_name(epoch, layer, subset)):
+            data = self._entry(epoch, layer, subset)[()]
         sample = self._samples[subset]
-        return data[()][sample["rows"]].astype(np.float32, copy=False), sample["labels"]
+        return data[sample["rows"]].astype(np.float32, copy=False), sample["labels"]
 
     def manifolds(self, epoch: int, layer: str, subset: str) -> list[np.ndarray]:
         """The P class manifolds of one entry, each a float32 (N, M) array: the estimator's layout."""
@@ -221,13 +244,32 @@ class ActivationCache:
                                 f"{subset!r}; run `mftma cache` with them to add it")
         data = group[layer][selection]
         if not data.attrs.get("complete", False):
-            raise DataFileError(f"{self.path}: the entry for epoch {epoch}, layer {layer!r}, subset {subset!r} "
-                                "is incomplete (an interrupted run); rerun `mftma cache` to finish it")
+            raise DataFileError(f"{self.path}: {_entry_name(epoch, layer, subset)} is incomplete (an "
+                                "interrupted run); rerun `mftma cache` to finish it")
         return data
+    @contextlib.contextmanager
+    def _reading(self, what: str):
+        """Turn the errors h5py raises on damaged content into a DataFileError naming ``what``.
+
+        h5py reports damage as OSError (e.g. a checksum mismatch), KeyError or RuntimeError (broken object
+        headers or links); ValueError comes from inconsistent values (e.g. a shape that does not match P, M).
+        """
+        try:
+            yield
+        except MFTMAError:
+            raise
+        except (OSError, KeyError, RuntimeError, ValueError) as error:
+            raise DataFileError(
+                f"{self.path}: {what} cannot be read ({error}); the file is damaged. Run `mftma cache "
+                f"{self.path.parent} --rebuild` to move it aside and cache anew") from None
 
     def _check_name(self, kind: str, name, valid: list) -> None:
         if name not in valid:
             raise InputError(f"unknown {kind} {name!r} in {self.path}; valid {kind}s: {valid}")
+
+
+def _entry_name(epoch: int, layer: str, subset: str) -> str:
+    return f"the entry for epoch {epoch}, layer {layer!r}, subset {subset!r}"
 
 
 def _plain(value):

@@ -8,7 +8,15 @@ the end of every epoch (and every ``FLUSH_SECONDS``), so an interrupted run leav
 rerunning deletes and redoes only unfinished entries and never rewrites finished ones. The run's settings
 hash, the cache settings, the samples, the layers' shapes and reductions and every epoch's weights
 hash are recorded; a mismatch with the run raises :class:`~mftma.errors.DataFileError` (``rebuild=True``
-moves the stale file aside and starts a new one). Files of an older format are read, never extended.
+moves the stale file aside and starts a new one). Files of an older format are read, never extended. A batch
+of features holding NaN or inf (from a diverged or damaged checkpoint) stops the run with a
+:class:`~mftma.errors.DataFileError` naming the entry, which is never marked complete.
+
+The forward pass and the projection run on ``cache.device`` (the GPU when present under ``auto``). The
+projection kind and the storage type are part of the cache settings, so a cache written with another is stale.
+The device is not: results on the CPU and the GPU agree up to float rounding (as the projection's own float32
+sums do across implementations), so a cache may be resumed on another device; the root attribute
+``devices`` lists every device that wrote into the file.
 """
 from __future__ import annotations
 
@@ -30,12 +38,15 @@ from mftma.cache.projection import DEFAULT_CACHE_BYTES, BatchReducer, LayerReduc
 from mftma.cache.reader import (CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_key, open_cache_file,
                                  selection_rows)
 from mftma.errors import DataFileError, InputError
+from mftma.experiments.checkpoints import checkpoint_path
 from mftma.experiments.subsets import sample_subsets
+from mftma.devices import resolve_device
 from mftma.run_lock import run_directory_lock
 
 #: lzf (built into h5py) compresses activations to ~75 % at ~2x the speed of gzip level 1 (~67 %); the
-#: default run's caching time is dominated by compression (benchmarks/bench_cache.py).
-COMPRESSION = {"compression": "lzf"}
+#: default run's caching time is dominated by compression (benchmarks/bench_cache.py). The Fletcher-32
+#: checksum (a few % of the time) makes the reader detect any damaged chunk instead of returning its bytes.
+COMPRESSION = {"compression": "lzf", "fletcher32": True}
 #: Complete entries are flushed to disk at the end of every epoch and after this many seconds of work.
 FLUSH_SECONDS = 30.0
 #: The analysis layer that is the network's input: the same at every epoch, stored once and hard-linked.
@@ -58,16 +69,20 @@ class CacheSettings:
     pool: bool
     seed: int
     batch_size: int
-    dtype: str
+    projection: str = "gaussian"
+    device: str = "auto"
+    dtype: str = "float32"
 
     def content_key(self) -> str:
-        """JSON of the settings that change what an entry holds (epochs, layers and subsets only add entries)."""
-        keys = ("M", "P", "projection_dim", "pool", "seed", "dtype")
+        """JSON of the settings that change what an entry holds (epochs, layers and subsets only add entries;
+        the device changes only float rounding)."""
+        keys = ("M", "P", "projection_dim", "pool", "seed", "projection", "dtype")
         return json.dumps({key: asdict(self)[key] for key in keys}, sort_keys=True)
 
 
 def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=None, projection_dim=None,
-                      pool=None, dtype=None, rebuild=False, progress=True, cache_bytes=DEFAULT_CACHE_BYTES) -> Path:
+                      pool=None, projection=None, device=None, dtype=None, rebuild=False, progress=True,
+                      cache_bytes=DEFAULT_CACHE_BYTES) -> Path:
     """Cache the activations of a run's analysis layers for fixed example samples at its checkpoints.
 
     Parameters
@@ -79,8 +94,12 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
     M, P, projection_dim, pool : optional
         Examples per manifold, number of classes (None: all), the largest stored feature dimension, and
         per-channel spatial mean pooling of large layers (defaults from the run's cache config).
+    projection : {"gaussian", "sparse"}, optional
+        Random projection of layers wider than ``projection_dim`` (default: config ``cache.projection``).
+    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
+        Device of the forward pass and projection (default: config ``cache.device``; auto = GPU if present).
     dtype : {"float32", "float16"}, optional
-        Storage type of the features (default from the run's cache config).
+        Storage type of the features (default: config ``cache.dtype``); read back as float32.
     rebuild : bool
         Move an existing (e.g. stale) cache aside to ``activations.stale-<time>.h5`` and start anew.
     progress : bool
@@ -96,15 +115,17 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
     Raises
     ------
     InputError
-        Unknown epochs, layers or subsets, invalid settings, or features beyond float16's range with
-        ``dtype="float16"``.
+        Unknown epochs, layers or subsets, invalid settings, a CUDA device where torch sees no GPU, or
+        features beyond float16's range with ``dtype="float16"``.
     DataFileError
-        The existing cache is corrupt, foreign, stale or of an older format, another process writes into the run directory
-        (see :mod:`mftma.run_lock`), or writing failed (e.g. disk full); entries already marked complete
-        stay valid.
+        The existing cache is corrupt, foreign, stale or of an older format, another process writes into the
+        run directory (see :mod:`mftma.run_lock`), a checkpoint gives NaN or inf features, or writing failed
+        (e.g. disk full); entries already marked complete stay valid.
     """
     with run_directory_lock(run, "activation caching"):
-        settings = resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, dtype)
+        settings = resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, projection, device,
+                                    dtype)
+        torch_device = resolve_device(settings.device)
         samples = _draw_samples(run, settings)
         settings = replace(settings, P=len(next(iter(samples.values())).classes))  # None -> all classes
         path = Path(run.path) / CACHE_FILE
@@ -115,11 +136,13 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
         with open_cache_file(path, "r+") as h5:
             _check_fresh(h5, path, run, settings)
             selections = _store_samples(h5, path, samples)
-            _EpochWriter(h5, run, settings, samples, selections, cache_bytes, progress).write_all()
+            _record_device(h5, torch_device)
+            _EpochWriter(h5, run, settings, samples, selections, torch_device, cache_bytes, progress).write_all()
         return path
 
 
-def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, dtype=None) -> CacheSettings:
+def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, projection=None,
+                     device=None, dtype=None) -> CacheSettings:
     """Apply overrides to the run's cache config and check epochs, layers and subsets against the run."""
     config = run.config.cache
     available = list(run.checkpoint_epochs())
@@ -130,11 +153,12 @@ def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, d
     layers = known_layers if layers == "all" else list(layers)
     _check_known("layer", layers, known_layers)
     overrides = {"subsets": subsets, "M": M, "P": P, "projection_dim": projection_dim, "pool": pool,
-                 "dtype": dtype}
+                 "projection": projection, "device": device, "dtype": dtype}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     chosen = replace(config, layers=tuple(layers), **overrides)  # CacheConfig validates the overrides
     return CacheSettings(tuple(epochs), chosen.layers, tuple(known_layers), chosen.subsets, chosen.M, chosen.P,
-                         chosen.projection_dim, chosen.pool, chosen.seed, chosen.batch_size, chosen.dtype)
+                         chosen.projection_dim, chosen.pool, chosen.seed, chosen.batch_size, chosen.projection,
+                         chosen.device, chosen.dtype)
 
 
 def _check_known(kind, requested, known):
@@ -196,7 +220,9 @@ def _check_fresh(h5, path, run, settings: CacheSettings) -> None:
     if stored != current:
         raise DataFileError(f"stale activation cache {path}: it was written for run settings {stored}, the "
                             f"run now has {current}. Rerun with --rebuild (the old file is moved aside).")
-    if h5.attrs["cache_settings"] != settings.content_key():
+    # caches written before the projection could be chosen used the Gaussian
+    if json.dumps({"projection": "gaussian", **json.loads(h5.attrs["cache_settings"])},
+                  sort_keys=True) != settings.content_key():
         raise DataFileError(f"activation cache {path} holds settings {h5.attrs['cache_settings']}, requested "
                             f"{settings.content_key()}. Rerun with --rebuild to start a new cache with them.")
     checkpoints = set(run.checkpoint_epochs())
@@ -235,7 +261,7 @@ def _store_samples(h5, path, samples) -> dict[str, np.ndarray]:
             continue
         entry = h5.create_group(name)
         for key, value in arrays.items():
-            entry.create_dataset(key, data=np.asarray(value, dtype=np.int64))
+            entry.create_dataset(key, data=np.asarray(value, dtype=np.int64), fletcher32=True)
         entry.attrs.update(attrs)
     _flush(h5)
     return selections
@@ -253,6 +279,14 @@ def _split(samples, selection: str) -> str:
     return next(sample.split for sample in samples.values() if sample.selection == selection)
 
 
+def _record_device(h5, device: torch.device) -> None:
+    """Add ``device`` (e.g. ``cpu``, ``cuda:0 (NVIDIA H200)``) to the root attribute ``devices`` (JSON list)."""
+    name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+    devices = json.loads(h5.attrs.get("devices", "[]"))
+    if name not in devices:
+        h5.attrs["devices"] = json.dumps([*devices, name])
+
+
 def _flush(h5) -> None:
     try:
         h5.flush()
@@ -268,10 +302,12 @@ def _write_error(h5, error) -> DataFileError:
 class _EpochWriter:
     """Fills the missing entries of every requested epoch, one forward pass per batch for all layers."""
 
-    def __init__(self, h5, run, settings, samples, selections, cache_bytes, progress):
-        self.h5, self.run, self.settings = h5, run, settings
+    def __init__(self, h5, run, settings, samples, selections, device, cache_bytes, progress):
+        self.h5, self.run, self.settings, self.device = h5, run, settings, device
         self.selections = selections  # example indices of each selection's rows
         self.splits = {name: _split(samples, name) for name in selections}
+        self.subsets = {name: [subset for subset, sample in samples.items() if sample.selection == name]
+                        for name in selections}
         self.M = int(settings.M)
         self.cache_bytes = cache_bytes
         self.reducers: dict[str, BatchReducer] = {}
@@ -292,7 +328,7 @@ class _EpochWriter:
         self.bar.update(sum(len(self.settings.layers) - len(layers) for layers in pending.values()))
         if not any(pending.values()):
             return
-        model = self.run.load_model(epoch).eval()
+        model = self.run.load_model(epoch).eval().to(self.device)
         for selection, layers in pending.items():
             layers = self._link_input(group, selection, layers)
             if layers:
@@ -353,6 +389,7 @@ class _EpochWriter:
                     batch = model.activations(inputs[torch.as_tensor(rows)].to(device), layers)
                 for layer in layers:
                     features = self._reducer(layer, tuple(batch[layer].shape[1:]))(batch[layer])
+                    self._check_finite(features, group, layer, selection)
                     if layer not in entries:
                         entries[layer] = self._create_entry(group, layer, selection, features.shape[1])
                     entries[layer][start:start + len(rows)] = self._stored(layer, features)
@@ -376,6 +413,19 @@ class _EpochWriter:
                              f"cache.dtype {dtype.name} ({limit:.4g}); cache it as float32")
         return features.astype(dtype, copy=False)
 
+    def _check_finite(self, features: np.ndarray, group, layer: str, selection: str) -> None:
+        """Refuse a batch of features holding NaN or inf, naming the entry and the checkpoint it came from."""
+        finite = np.isfinite(features).all(axis=1)
+        if finite.all():
+            return
+        epoch = int(group.attrs["epoch"])
+        raise DataFileError(
+            f"the features of epoch {epoch}, layer {layer!r}, selection {selection!r} (subsets "
+            f"{', '.join(self.subsets[selection])}) hold NaN or inf ({int((~finite).sum())} of a batch of "
+            f"{len(finite)} examples), computed from the checkpoint {checkpoint_path(self.run.path, epoch)}: the "
+            "run diverged or the checkpoint is damaged. The entry is not marked complete; leave the epoch out "
+            "(--epochs) or retrain the run")
+
     def _flush(self) -> None:
         _flush(self.h5)
         self.flushed = time.monotonic()
@@ -384,7 +434,8 @@ class _EpochWriter:
         """The layer's reduction, planned once and checked against the one the file recorded."""
         if layer not in self.reducers:
             settings = self.settings
-            reduction = LayerReduction.plan(layer, shape, settings.projection_dim, settings.pool, settings.seed)
+            reduction = LayerReduction.plan(layer, shape, settings.projection_dim, settings.pool, settings.seed,
+                                            settings.projection)
             self._record_layer(reduction)
             self.reducers[layer] = BatchReducer(reduction, self.cache_bytes)
         return self.reducers[layer]
@@ -394,7 +445,8 @@ class _EpochWriter:
         description = reduction.describe()
         if reduction.layer in layers:
             stored = layers[reduction.layer].attrs
-            if any(not np.array_equal(stored[key], value) for key, value in description.items()):
+            # keys added to the description since the file was written are checked by the cache settings
+            if any(key in stored and not np.array_equal(stored[key], value) for key, value in description.items()):
                 raise DataFileError(f"stale activation cache {self.h5.filename}: layer {reduction.layer!r} "
                                     "changed shape or reduction. Rerun with --rebuild.")
             return

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "analyze",
     "plot",
     "rollback",
+    "detect-noise",
     "flawed",
     "simcap",
     "diagnose",
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"mftma.cli.{name}").register(subparsers)
+        importlib.import_module(f"mftma.cli.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS
+from mftma.probes.classification import BACKENDS, DEFAULT_C, DEFAULT_FOLDS
 
 DESCRIPTION = """\
 Analyse the activation cache of a run (written by `mftma cache`): for every cached (epoch, layer, subset)
@@ -45,6 +45,9 @@ def register(subparsers) -> None:
                         help=f"stratified folds of the probes; needs K examples per class (default: {DEFAULT_FOLDS})")
     parser.add_argument("--probe-c", type=float, default=DEFAULT_C, metavar="C",
                         help=f"inverse L2 strength of the probes on standardized features (default: {DEFAULT_C})")
+    parser.add_argument("--probe-backend", choices=BACKENDS, default="auto",
+                        help="probe implementation: torch (batched folds, a GPU when present) or the "
+                             "scikit-learn reference; auto = torch (default: auto)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
                              "(default: start a local cluster)")
@@ -61,7 +64,7 @@ def run(args) -> int:
     table = analyze_run(
         args.run_dir, epochs=args.epochs, layers=args.layers, subsets=args.subsets, kappa=args.kappa,
         n_t=args.n_t, n_reps=args.n_reps, seed=args.seed, probes=args.probes, probe_folds=args.probe_folds,
-        probe_C=args.probe_c, scheduler=args.scheduler, n_workers=args.workers, progress=args.progress,
+        probe_C=args.probe_c, probe_backend=args.probe_backend, scheduler=args.scheduler, n_workers=args.workers, progress=args.progress,
     )
     cells = table[["epoch", "layer", "subset"]].drop_duplicates()
     directory = results_dir(args.run_dir)

@@ -43,6 +43,11 @@ def run(args) -> int:
     summary = quickstart(args.out, profile=args.profile, config=args.config, progress=args.progress)
     print(f"\nbest epoch {summary['best_epoch']} (test accuracy {summary['test_accuracy']['best']:.3f}), "
           f"last epoch {summary['last_epoch']} (test accuracy {summary['test_accuracy']['last']:.3f})")
+    true_best = summary["true_best"]
+    if true_best["analysed_minus_true_epochs"]:
+        print(f"the true best epoch {true_best['epoch']} (test accuracy {true_best['test_accuracy']:.3f}) has no "
+              f"checkpoint; the analysed best is {true_best['analysed_minus_true_epochs']:+d} epochs from it, "
+              f"{true_best['test_accuracy_gap']:.3f} lower in test accuracy")
     for key in "abcd":
         claim = summary["claims"][key]
         print(f"claim ({key}) {'held' if claim['held'] else 'did NOT hold'}: {claim['claim']}")

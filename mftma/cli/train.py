@@ -9,13 +9,17 @@ digits, cifar100_vgg16) and record it in RUN_DIR:
 
   config.yaml, run.json        the settings and metadata (settings hash, data set, corruption, versions)
   corruption.npz               true and training labels and the permuted mask
-  checkpoints/epoch_XXXX.pt    weights at the scheduled epochs (0 = initialisation)
+  checkpoints/epoch_XXXX.pt    weights at the scheduled epochs (0 = initialisation) and at the epoch of
+                               best test accuracy so far (the previous best's file goes unless scheduled)
   metrics.csv                  per epoch: lr, loss, acc_train, acc_unpermuted, acc_permuted (against the
                                training labels), acc_permuted_true, loss_test, acc_test, seconds
+  example_signals/             per epoch and training example: loss, logit-gradient norm, margin and
+                               whether the training label is predicted (for `mftma detect-noise`)
 
 Every epoch is committed atomically, so an interrupted run continues where it stopped when the same
 command is run again, with the same weights an uninterrupted run would have had (on the CPU). A RUN_DIR
-that holds a run with other settings is refused; choose another --out.
+that holds a run with other settings is refused; choose another --out. A NaN or infinite loss stops
+training with an error naming the epoch; RUN_DIR keeps the epochs before it.
 """
 
 

@@ -1,7 +1,8 @@
 """Checkpoint files of a run directory: the schedule, their names, and atomic writes.
 
 ``RUN_DIR/checkpoints/epoch_XXXX.pt`` holds ``{"epoch": int, "model": state_dict}`` for each scheduled
-epoch (0 is the initialisation). ``RUN_DIR/checkpoints/resume.pt`` is rewritten after every epoch with
+epoch (0 is the initialisation) and for the epoch of best test accuracy so far, whose file is deleted
+when a later epoch beats it unless it is scheduled (:func:`remove_checkpoints_except`). ``RUN_DIR/checkpoints/resume.pt`` is rewritten after every epoch with
 everything needed to continue bit-identically (model, optimizer, random states, epoch). Every file is
 written to a temporary file in the same folder and then renamed over its target, so a reader never sees a
 half-written file and an interrupted write leaves the previous file intact.
@@ -75,6 +76,18 @@ def checkpoint_epochs(run_dir: str | Path) -> list[int]:
         return []
     matches = (_CHECKPOINT_NAME.match(path.name) for path in folder.iterdir())
     return sorted(int(match.group(1)) for match in matches if match)
+
+
+def remove_checkpoints_except(run_dir: str | Path, keep) -> list[int]:
+    """Delete the checkpoint files of every epoch not in ``keep``; return the epochs removed.
+
+    Training calls it after committing an epoch with ``keep`` = the schedule and the best epoch so far, so
+    a superseded best checkpoint, or one written by an epoch that was interrupted before its commit, goes.
+    """
+    removed = [epoch for epoch in checkpoint_epochs(run_dir) if epoch not in set(keep)]
+    for epoch in removed:
+        checkpoint_path(run_dir, epoch).unlink(missing_ok=True)
+    return removed
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:

@@ -9,7 +9,8 @@ A config file has up to five sections, each optional (missing keys take the defa
                   weight_decay: 0.0, schedule: constant, milestones: [], gamma: 0.1, seed: 0,
                   device: auto, checkpoints: all, log_checkpoints: 30, num_threads: null}
     cache:       {layers: all, subsets: [unpermuted, permuted, restored, shuffled, test], M: 50, P: null,
-                  projection_dim: 5000, pool: false, seed: 0, batch_size: 256, dtype: float32}
+                  projection_dim: 5000, pool: false, seed: 0, batch_size: 256, projection: gaussian,
+                  device: auto, dtype: float32}
 
 Unknown sections or keys are errors, so a typo never silently falls back to a default.
 :meth:`RunConfig.settings_hash` identifies the settings that determine the trained weights (as in
@@ -38,6 +39,8 @@ OPTIMIZERS = ("sgd", "adam")
 #: Learning-rate schedules, applied per epoch: constant; step (multiply by ``gamma`` at each epoch in
 #: ``milestones``); cosine (to 0 at the last epoch); linear (to 0 at the last epoch).
 SCHEDULES = ("constant", "step", "cosine", "linear")
+#: Random projections of layers wider than ``cache.projection_dim`` (see :mod:`mftma.cache.projection`).
+PROJECTIONS = ("gaussian", "sparse")
 #: Storage types of cached features: float16 halves the disk and keeps MFTMA and probe results within
 #: sampling error (README, "Disk"); values beyond float16's range (65504) are refused.
 CACHE_DTYPES = ("float32", "float16")
@@ -66,6 +69,12 @@ def _number(value, kind, name, *, minimum=None, allow_none=False):
 def _choice(value, choices, name):
     if value not in choices:
         raise InputError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _device(value, name):
+    if not (value in ("auto", "cpu", "cuda") or str(value).startswith("cuda:")):
+        raise InputError(f"{name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
     return value
 
 
@@ -165,8 +174,7 @@ class TrainingConfig:
         set_("milestones", tuple(_number(m, int, "training.milestones", minimum=1) for m in self.milestones))
         set_("gamma", _number(self.gamma, float, "training.gamma", minimum=0.0))
         set_("seed", _number(self.seed, int, "training.seed", minimum=0))
-        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
-            raise InputError(f"training.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        _device(self.device, "training.device")
         if isinstance(self.checkpoints, (list, tuple)):
             epochs = (_number(e, int, "training.checkpoints", minimum=0) for e in self.checkpoints)
             set_("checkpoints", tuple(sorted(set(epochs))))
@@ -182,6 +190,9 @@ class CacheConfig:
 
     ``layers`` is ``"all"`` or a list of analysis-layer names; ``P`` null means all classes; ``pool``
     averages each channel over its spatial positions before the projection to ``projection_dim``;
+    ``projection`` is ``gaussian`` (dense) or ``sparse`` (sparse sign, see :mod:`mftma.cache.projection`);
+    ``device`` (``auto``: CUDA when present, ``cpu``, ``cuda``, ``cuda:N``) runs the forward pass and
+    projection.
     ``dtype`` is the storage type of the features (``float32`` or ``float16``; read back as float32).
     """
 
@@ -193,6 +204,8 @@ class CacheConfig:
     pool: bool = False
     seed: int = 0
     batch_size: int = 256
+    projection: str = "gaussian"
+    device: str = "auto"
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -211,6 +224,8 @@ class CacheConfig:
             raise InputError(f"cache.pool must be true or false, got {self.pool!r}")
         set_("seed", _number(self.seed, int, "cache.seed", minimum=0))
         set_("batch_size", _number(self.batch_size, int, "cache.batch_size", minimum=1))
+        _choice(self.projection, PROJECTIONS, "cache.projection")
+        _device(self.device, "cache.device")
         _choice(self.dtype, CACHE_DTYPES, "cache.dtype")
 
 

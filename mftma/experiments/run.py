@@ -6,6 +6,7 @@ Layout (see ``docs/ARCHITECTURE.md``)::
     RUN_DIR/run.json                   metadata: settings hash, data set, shapes, corruption, versions, status
     RUN_DIR/corruption.npz             train_labels, true_labels, permuted_mask (CorruptionRecord)
     RUN_DIR/checkpoints/epoch_XXXX.pt  {"epoch", "model"} for each scheduled epoch (0 = initialisation)
+                                       and for the epoch of best test accuracy so far
     RUN_DIR/checkpoints/resume.pt      state to continue training after the last complete epoch
     RUN_DIR/metrics.csv                one row per epoch
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +58,14 @@ class Run:
 
     Examples
     --------
-    >>> run = Run("runs/mnist1d")                                     # doctest: +SKIP
-    >>> model = run.load_model(run.best_epoch())                      # doctest: +SKIP
+    ``run_dir`` is a trained run directory (here: the shipped ``tiny`` config's run).
+
+    >>> run = Run(run_dir)
+    >>> run.checkpoint_epochs(), run.best_epoch()
+    ([0, 1, 2, 3, 4], 4)
+    >>> model = run.load_model(run.best_epoch())
+    >>> list(model.blocks), model.training
+    (['fc1', 'fc2', 'logits'], False)
     """
 
     def __init__(self, run_dir: str | Path):
@@ -147,14 +155,37 @@ class Run:
         except (OSError, ValueError) as error:
             raise DataFileError(f"{path} is corrupt: {error}") from None
 
+    def true_best_epoch(self) -> int:
+        """The epoch of highest test accuracy in ``metrics.csv`` (the earliest one on ties), checkpointed or not."""
+        return best_accuracy_epoch(self.metrics())
+
+    def best_epoch_is_checkpointed(self) -> bool:
+        """Whether :meth:`true_best_epoch` has a checkpoint (always, for runs trained since it is kept)."""
+        return self.true_best_epoch() in self.checkpoint_epochs()
+
     def best_epoch(self) -> int:
-        """The checkpointed epoch with the highest test accuracy (the earliest one on ties)."""
-        metrics = self.metrics().set_index("epoch")
-        epochs = [epoch for epoch in self.checkpoint_epochs() if epoch in metrics.index]
-        if not epochs:
+        """The checkpointed epoch with the highest test accuracy (the earliest one on ties).
+
+        Training keeps the checkpoint of the best test accuracy so far, so this is :meth:`true_best_epoch`.
+        Runs trained before that checkpoint was kept may lack it: they fall back to the best checkpointed
+        epoch with a warning that names the true best.
+        """
+        metrics = self.metrics()
+        true_best = best_accuracy_epoch(metrics)
+        checkpointed = metrics[metrics["epoch"].isin(self.checkpoint_epochs())]
+        if checkpointed.empty:
             raise DataFileError(f"{self.path} has no checkpoint with metrics yet")
-        accuracy = metrics.loc[epochs, "acc_test"].to_numpy()
-        return int(epochs[int(np.argmax(accuracy))])
+        best = best_accuracy_epoch(checkpointed)
+        if best != true_best:
+            accuracy = metrics.set_index("epoch")["acc_test"]
+            warnings.warn(
+                f"{self.path}: the epoch of best test accuracy, {true_best} ({accuracy[true_best]:.4f}), has no "
+                f"checkpoint (the run was trained before the best checkpoint was kept); using the best "
+                f"checkpointed epoch {best} ({accuracy[best]:.4f}) instead. Retrain into a new directory to "
+                "keep the true best.",
+                stacklevel=2,
+            )
+        return best
 
     def _data_and_record(self):
         if self._data is None:
@@ -168,6 +199,24 @@ class Run:
             true_labels = torch.as_tensor(np.asarray(record.true_labels), dtype=torch.int64)
             self._data = (dataclasses.replace(dataset, y_train=true_labels), saved)
         return self._data
+
+
+def best_accuracy_epoch(metrics: pd.DataFrame) -> int:
+    """The epoch of the row with the highest ``acc_test`` (the earliest one on ties).
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        Rows with ``epoch`` and ``acc_test`` columns, e.g. :meth:`Run.metrics`.
+
+    Examples
+    --------
+    >>> best_accuracy_epoch(pd.DataFrame({"epoch": [0, 1, 2, 3], "acc_test": [0.1, 0.7, 0.6, 0.7]}))
+    1
+    """
+    if metrics.empty or metrics["acc_test"].isna().all():
+        raise DataFileError("no epoch has a test accuracy yet")
+    return int(metrics["epoch"].iloc[int(np.nanargmax(metrics["acc_test"].to_numpy()))])
 
 
 def load_training_data(config: RunConfig):

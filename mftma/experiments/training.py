@@ -1,10 +1,16 @@
 """The resumable training loop: ``train(config, run_dir)`` creates or continues a run directory.
 
 One epoch is one pass over the (corrupted) training set in an order drawn from a seeded generator. After
-every epoch the loop evaluates the network, appends a row to ``metrics.csv``, writes the scheduled
-checkpoint, and finally rewrites ``checkpoints/resume.pt`` (model, optimizer, random states, epoch): that
+every epoch the loop evaluates the network, appends a row to ``metrics.csv``, writes the per-example
+signals of the training set (:mod:`mftma.experiments.example_signals`), the scheduled checkpoint and the
+checkpoint of the best test accuracy so far (replacing the previous best unless that one is scheduled), and
+finally rewrites ``checkpoints/resume.pt`` (model, optimizer, random states, epoch): that
 write commits the epoch. A run killed at any point continues from its last committed epoch and, on the CPU,
 ends with weights bit-identical to an uninterrupted run with the same settings.
+
+Training stops with :class:`~mftma.errors.TrainingDivergedError` at the first non-finite minibatch loss, or
+when an epoch ends with non-finite weights or evaluation losses, before anything of that epoch is written:
+the checkpoints, ``resume.pt`` and ``metrics.csv`` keep ending at the last good epoch.
 
 Metrics columns: ``epoch``; ``lr``; ``loss`` (mean minibatch cross-entropy against the training labels
 during the epoch; at epoch 0 the eval-mode loss of the initial network); ``acc_train`` (all training
@@ -32,8 +38,9 @@ from tqdm.auto import tqdm
 
 import mftma
 from mftma.atomic import atomic_write, atomic_write_text
-from mftma.errors import DataFileError, InputError
-from mftma.experiments import checkpoints
+from mftma.devices import resolve_device
+from mftma.errors import DataFileError, InputError, TrainingDivergedError
+from mftma.experiments import checkpoints, example_signals
 from mftma.experiments.config import RunConfig, TrainingConfig
 from mftma.experiments.models import build_model
 from mftma.experiments.run import (
@@ -43,6 +50,7 @@ from mftma.experiments.run import (
     METRICS_FILE,
     RUN_FORMAT,
     Run,
+    best_accuracy_epoch,
     load_training_data,
 )
 from mftma.run_lock import LOCK_FILE, run_directory_lock
@@ -81,6 +89,9 @@ def train(
     InputError
         ``run_dir`` holds a run with different settings, or the settings are invalid (unknown data set or
         model names...).
+    TrainingDivergedError
+        A minibatch loss, the weights or the evaluation losses became NaN or infinite; the run directory
+        keeps the epochs before (rerunning diverges again: change the settings, e.g. a lower learning rate).
     DataFileError
         ``run_dir`` is a non-empty folder that is not a run, another process writes into it (see
         :mod:`mftma.run_lock`), or a file cannot be written (disk full); files written before stay intact.
@@ -123,7 +134,7 @@ def _train(config: RunConfig, run_dir: Path, progress: bool, on_epoch_end) -> Ru
         lr = settings.lr * lr_factor(settings, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = _train_epoch(model, optimizer, data, settings.batch_size, generator, progress=progress)
+        loss = _train_epoch(model, optimizer, data, settings.batch_size, generator, epoch=epoch, progress=progress)
         row = _finish_epoch(run_dir, epoch, model, optimizer, generator, data, rows, schedule,
                             lr=lr, loss=loss, began=began)
         bar.set_postfix(loss=f"{row['loss']:.3f}", test=f"{row['acc_test']:.3f}",
@@ -135,15 +146,6 @@ def _train(config: RunConfig, run_dir: Path, progress: bool, on_epoch_end) -> Ru
         metadata["completed"] = _now()
         atomic_write_text(run_dir / METADATA_FILE, json.dumps(metadata, indent=2))
     return Run(run_dir)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU; an explicit CUDA device must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} was requested but CUDA is not available; use 'cpu' or 'auto'")
-    return torch.device(device)
 
 
 def make_optimizer(model: nn.Module, settings: TrainingConfig) -> torch.optim.Optimizer:
@@ -183,20 +185,45 @@ class _TrainingData:
         self.y_test = torch.as_tensor(dataset.y_test, dtype=torch.int64)
 
 
-def _train_epoch(model, optimizer, data, batch_size, generator, *, progress) -> float:
+def _train_epoch(model, optimizer, data, batch_size, generator, *, epoch, progress) -> float:
+    """One pass over the training set; the mean minibatch loss. Stops before a step on a non-finite loss."""
     model.train()
     order = torch.randperm(len(data.y_train), generator=generator)
+    batches = order.split(batch_size)
+    bar = tqdm(batches, desc="batches", unit="batch", leave=False, disable=not progress)
     total, count = 0.0, 0
-    for batch in tqdm(order.split(batch_size), desc="batches", unit="batch", leave=False, disable=not progress):
+    for number, batch in enumerate(bar):
         x = data.x_train[batch].to(data.device, non_blocking=True)
         y = data.y_train[batch].to(data.device, non_blocking=True)
         loss = nn.functional.cross_entropy(model(x), y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise _diverged(epoch, f"the loss of minibatch {number + 1} of {len(batches)} is {value}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(batch)
+        total += value * len(batch)
         count += len(batch)
     return total / count
+
+
+def _check_finite(epoch: int, weights: dict[str, torch.Tensor], evaluation: dict[str, float]) -> None:
+    """Raise :class:`TrainingDivergedError` if a weight or an evaluation loss after ``epoch`` is not finite."""
+    bad = next((name for name, tensor in weights.items() if not torch.isfinite(tensor).all()), None)
+    if bad is not None:
+        raise _diverged(epoch, f"the weights {bad!r} hold NaN or inf at the end of the epoch")
+    for name in ("train_loss_eval", "loss_test"):
+        if not math.isfinite(evaluation[name]):
+            raise _diverged(epoch, f"the evaluation loss {name} is {evaluation[name]}")
+
+
+def _diverged(epoch: int, problem: str) -> TrainingDivergedError:
+    kept = (f"the run directory stays as it was after epoch {epoch - 1} (its checkpoints, resume.pt and "
+            "metrics.csv)" if epoch > 0 else "nothing was committed")
+    return TrainingDivergedError(
+        f"training diverged in epoch {epoch}: {problem}; nothing of epoch {epoch} was written and {kept}. "
+        "The same settings would resume there and most likely diverge again: lower training.lr (or change "
+        "other settings) and train into a new --out directory")
 
 
 @torch.no_grad()
@@ -212,9 +239,7 @@ def _accuracy(logits, labels):
     return (logits.argmax(dim=1) == labels).double().mean().item()
 
 
-def _evaluate(model, data) -> dict[str, float]:
-    train_logits = _predict(model, data.x_train, data.device)
-    test_logits = _predict(model, data.x_test, data.device)
+def _evaluate(train_logits, test_logits, data) -> dict[str, float]:
     permuted = data.permuted
     return {
         "train_loss_eval": nn.functional.cross_entropy(train_logits, data.y_train).item(),
@@ -229,22 +254,38 @@ def _evaluate(model, data) -> dict[str, float]:
 
 def _finish_epoch(run_dir, epoch, model, optimizer, generator, data, rows, schedule, *, lr,
                   loss=None, began=None) -> dict:
-    """Evaluate, then write the metrics, the scheduled checkpoint and (last, committing) the resume state."""
+    """Evaluate and check finiteness, then write the metrics, the example signals, the checkpoints and
+    (last, committing) the resume state."""
     began = time.perf_counter() if began is None else began
-    evaluation = _evaluate(model, data)
+    train_logits = _predict(model, data.x_train, data.device)
+    evaluation = _evaluate(train_logits, _predict(model, data.x_test, data.device), data)
+    weights = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    _check_finite(epoch, weights, evaluation)
     train_loss_eval = evaluation.pop("train_loss_eval")
     row = {"epoch": epoch, "lr": lr, "loss": train_loss_eval if loss is None else loss, **evaluation}
     row["seconds"] = time.perf_counter() - began
     rows.append(row)
     atomic_write(run_dir / METRICS_FILE, lambda path: pd.DataFrame(rows).to_csv(path, index=False))
-    weights = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
-    if epoch in schedule:
-        checkpoints.atomic_torch_save({"epoch": epoch, "model": weights},
-                                      checkpoints.checkpoint_path(run_dir, epoch))
+    example_signals.save_epoch(run_dir, epoch, train_logits, data.y_train)
+    best = _save_checkpoints(run_dir, epoch, weights, schedule, rows)
     state = {"epoch": epoch, "model": weights, "optimizer": optimizer.state_dict(),
              "random": _random_state(generator)}
     checkpoints.atomic_torch_save(state, checkpoints.resume_path(run_dir))
+    checkpoints.remove_checkpoints_except(run_dir, {*schedule, best})
     return row
+
+
+def _save_checkpoints(run_dir, epoch, weights, schedule, rows) -> int:
+    """Write ``epoch``'s checkpoint if it is scheduled or the best test accuracy so far; return the best epoch.
+
+    The previous best is deleted only after the epoch is committed (see :func:`_finish_epoch`), so a
+    crash in between never leaves the run without its best checkpoint.
+    """
+    best = best_accuracy_epoch(pd.DataFrame(rows))
+    if epoch in schedule or epoch == best:
+        checkpoints.atomic_torch_save({"epoch": epoch, "model": weights},
+                                      checkpoints.checkpoint_path(run_dir, epoch))
+    return best
 
 
 def _write_run_files(run_dir, config, dataset, record, model, device, stored_metadata) -> dict:
@@ -262,7 +303,10 @@ def _start_or_resume(run_dir, seed, model, optimizer, generator, data, schedule,
     state = _load_resume_state(run_dir)
     if state is not None:
         _restore(state, model, optimizer, generator, data.device)
-        return _previous_rows(run_dir, state["epoch"])
+        rows = _previous_rows(run_dir, state["epoch"])
+        # Checkpoints of an epoch interrupted before its commit, or a best one superseded just before.
+        checkpoints.remove_checkpoints_except(run_dir, {*schedule, best_accuracy_epoch(pd.DataFrame(rows))})
+        return rows
     _seed_everything(seed)
     rows = []
     _finish_epoch(run_dir, 0, model, optimizer, generator, data, rows, schedule, lr=lr)

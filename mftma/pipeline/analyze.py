@@ -33,7 +33,7 @@ from mftma.atomic import atomic_path
 from mftma.errors import DataFileError, InputError
 from mftma.estimator import SEEDED_RESULTS_REVISION
 from mftma.pipeline.results import results_dir, save_results, validate_results
-from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER
+from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER, resolve_backend
 from mftma.run_lock import run_directory_lock
 
 CELLS_DIRNAME = "cells"
@@ -70,6 +70,7 @@ def analyze_run(
     probes: bool = True,
     probe_folds: int = DEFAULT_FOLDS,
     probe_C: float = DEFAULT_C,
+    probe_backend: str = "auto",
     scheduler: str | None = None,
     n_workers: int | None = None,
     processes: bool = True,
@@ -94,6 +95,8 @@ def analyze_run(
     probe_folds, probe_C : int, float
         Stratified folds and inverse L2 strength of the probes
         (see :mod:`mftma.probes.classification`).
+    probe_backend : {"auto", "torch", "sklearn"}
+        Probe implementation; part of the settings key, so backends are never mixed in one table.
     scheduler : str, optional
         Address of a running Dask scheduler (``"tcp://host:8786"``); default: start a local cluster.
     n_workers : int, optional
@@ -123,8 +126,15 @@ def analyze_run(
 
     Examples
     --------
-    >>> table = analyze_run("runs/tiny", layers=["input"], n_t=50)            # doctest: +SKIP
-    >>> table.pivot_table("value", ["epoch", "subset"], "metric")             # doctest: +SKIP
+    ``run_dir`` is a run directory cached by ``mftma cache`` (here: the shipped ``tiny`` config's run).
+
+    >>> table = analyze_run(run_dir, epochs=[4], layers=["input"], n_t=50, probes=False, processes=False,
+    ...                     progress=False)
+    >>> geometry = table.pivot_table("value", ["epoch", "subset"], "metric")[["capacity", "radius", "dimension"]]
+    >>> geometry.index.tolist()
+    [(4, 'permuted'), (4, 'restored'), (4, 'test'), (4, 'unpermuted')]
+    >>> bool(((geometry > 0) & (geometry < 10)).all(axis=None))
+    True
     """
     from mftma.cache.reader import CACHE_FILE, ActivationCache
 
@@ -134,7 +144,7 @@ def analyze_run(
     with run_directory_lock(run_dir, "analysis"):
         with ActivationCache(cache_path) as cache:
             cells = select_cells(cache, epochs, layers, subsets)
-            probe = _probe_settings(cache, cells, probe_folds, probe_C, seed) if probes else None
+            probe = _probe_settings(cache, cells, probe_folds, probe_C, seed, probe_backend) if probes else None
             settings = analysis_settings(cache, kappa=kappa, n_t=n_t, n_reps=n_reps, seed=seed, probe=probe)
         store = CellStore(results_dir(run_dir) / CELLS_DIRNAME, settings)
         pending = [cell for cell in cells if not store.has(cell)]
@@ -231,14 +241,12 @@ def _probe_metrics(cache, cell: Cell, probe: dict) -> dict:
     from mftma.probes.classification import probe_accuracy, transfer_accuracy
 
     features, labels = cache.features(cell.epoch, cell.layer, cell.subset)
-    score = probe_accuracy(features, labels, n_splits=probe["n_splits"], C=probe["C"],
-                           max_iter=probe["max_iter"], seed=probe["seed"])
+    options = {"C": probe["C"], "max_iter": probe["max_iter"], "backend": probe["backend"]}
+    score = probe_accuracy(features, labels, n_splits=probe["n_splits"], seed=probe["seed"], **options)
     metrics = {"probe_accuracy": score.mean, "probe_accuracy_std": score.std}
     if cell.subset == "test" and "unpermuted" in cache.subsets:
         train_features, train_labels = cache.features(cell.epoch, cell.layer, "unpermuted")
-        metrics["transfer_probe_accuracy"] = transfer_accuracy(
-            train_features, train_labels, features, labels, C=probe["C"], max_iter=probe["max_iter"]
-        )
+        metrics["transfer_probe_accuracy"] = transfer_accuracy(train_features, train_labels, features, labels, **options)
     return metrics
 
 
@@ -320,17 +328,20 @@ def _client(scheduler: str | None, n_workers: int, processes: bool):
 
 @contextlib.contextmanager
 def _single_threaded():
-    """One BLAS/OpenMP and one numba thread for this task: the cluster runs one task per core."""
+    """One BLAS/OpenMP, numba and torch thread for this task: the cluster runs one task per core."""
     import numba
+    import torch
     from threadpoolctl import threadpool_limits
 
-    previous = numba.get_num_threads()
+    previous = numba.get_num_threads(), torch.get_num_threads()
     numba.set_num_threads(1)
+    torch.set_num_threads(1)
     try:
         with threadpool_limits(limits=1):
             yield
     finally:
-        numba.set_num_threads(previous)
+        numba.set_num_threads(previous[0])
+        torch.set_num_threads(previous[1])
 
 
 @contextlib.contextmanager
@@ -358,7 +369,7 @@ def _core_count() -> int:
     return CPU_COUNT
 
 
-def _probe_settings(cache, cells: list[Cell], n_splits: int, C: float, seed: int) -> dict:
+def _probe_settings(cache, cells: list[Cell], n_splits: int, C: float, seed: int, backend: str) -> dict:
     entries = cache.entries().set_index(["epoch", "layer", "subset"])
     smallest = min(int(entries.loc[(cell.epoch, cell.layer, cell.subset), "M"]) for cell in cells)
     if smallest < n_splits:
@@ -366,7 +377,8 @@ def _probe_settings(cache, cells: list[Cell], n_splits: int, C: float, seed: int
             f"the cache holds {smallest} examples per class, fewer than the {n_splits} probe folds; "
             "lower the probe folds, cache more examples per class, or skip the probes"
         )
-    return {"C": float(C), "n_splits": int(n_splits), "max_iter": DEFAULT_MAX_ITER, "seed": int(seed)}
+    return {"C": float(C), "n_splits": int(n_splits), "max_iter": DEFAULT_MAX_ITER, "seed": int(seed),
+            "backend": resolve_backend(backend)}
 
 
 def _check_settings(kappa, n_t, n_reps, seed, n_workers) -> None:

@@ -190,7 +190,8 @@ def summarize(run, results, rollback_table) -> dict:
     Returns
     -------
     dict
-        ``best_epoch``, ``last_epoch``, ``test_accuracy`` (best, last), ``final_layer``,
+        ``best_epoch`` (the analysed epoch of highest test accuracy), ``true_best`` (see :func:`_true_best`),
+        ``last_epoch``, ``test_accuracy`` (best, last), ``final_layer``,
         ``geometry[layer][best|last][subset][metric]`` for the input and the final analysed layer,
         ``rollback[last|first]`` (largest test-accuracy gain over partial rollbacks, 1 <= k < L,
         with its k and epoch) and ``claims`` (see :func:`mftma.pipeline.claims.evaluate_claims`).
@@ -205,6 +206,7 @@ def summarize(run, results, rollback_table) -> dict:
     final_layer = layer_order(results)[-1]
     return {
         "best_epoch": best,
+        "true_best": _true_best(run, metrics, best),
         "last_epoch": last,
         "test_accuracy": {"best": float(metrics.loc[best, "acc_test"]), "last": float(metrics.loc[last, "acc_test"])},
         "final_layer": final_layer,
@@ -213,6 +215,21 @@ def summarize(run, results, rollback_table) -> dict:
         "rollback": {direction: _best_partial_gain(rollback_table, direction) for direction in ("last", "first")},
         "claims": evaluate_claims(results, rollback_table, best, last),
     }
+
+
+def _true_best(run, metrics, analysed_best: int) -> dict:
+    """The epoch of highest test accuracy over all trained epochs, and how far the analysed best is from it.
+
+    ``epoch``, ``test_accuracy``, ``checkpointed`` (False only for runs trained before the best checkpoint
+    was kept), ``analysed_minus_true_epochs`` and ``test_accuracy_gap`` (true best's test accuracy minus the
+    analysed best's, >= 0; both 0 when the true best was analysed).
+    """
+    true_best = run.true_best_epoch()
+    accuracy = metrics["acc_test"]
+    return {"epoch": true_best, "test_accuracy": float(accuracy[true_best]),
+            "checkpointed": run.best_epoch_is_checkpointed(),
+            "analysed_minus_true_epochs": analysed_best - true_best,
+            "test_accuracy_gap": round(float(accuracy[true_best] - accuracy[analysed_best]), 6)}
 
 
 def _geometry(results, layer: str, epoch: int) -> dict:

@@ -154,7 +154,8 @@ class _CachedSamples:
         self.layer_index = {layer: int(info[layer]["index"]) for layer in self.layers}
         self.reducers = {layer: BatchReducer(LayerReduction.plan(layer, tuple(info[layer]["original_shape"]),
                                                                  settings["projection_dim"], settings["pool"],
-                                                                 settings["seed"]))
+                                                                 settings["seed"],
+                                                                 settings.get("projection", "gaussian")))
                          for layer in self.layers}
         dataset = run.dataset()
         self.inputs = {"train": torch.as_tensor(np.asarray(dataset.x_train), dtype=torch.float32),

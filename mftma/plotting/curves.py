@@ -48,6 +48,11 @@ def training_curves(metrics, best_epoch: int | None = None):
     >>> frame = pd.DataFrame({"epoch": [0, 1, 2], "loss": [2.3, 1.0, 0.5],
     ...                       "acc_test": [0.1, 0.6, 0.7], "acc_permuted": [0.1, 0.1, 0.4]})
     >>> fig = training_curves(frame, best_epoch=2)
+    >>> loss, accuracy = fig.axes
+    >>> {line.get_label(): line.get_ydata().tolist() for line in accuracy.lines[:-1]}
+    {'test': [0.1, 0.6, 0.7], 'permuted': [0.1, 0.1, 0.4]}
+    >>> loss.lines[0].get_ydata().tolist(), accuracy.lines[-1].get_label()
+    ([2.3, 1.0, 0.5], 'best epoch (2)')
     """
     metrics = _epoch_indexed(metrics).sort_index()
     accuracy = [column for column in metrics.columns if column.startswith(_ACCURACY_PREFIX)]

@@ -73,6 +73,11 @@ def metric_heatmaps(results, metric: str, subsets=None, best_epoch: int | None =
     ...                       "layer_index": [0, 1] * 2, "subset": "test", "metric": "capacity",
     ...                       "value": [0.04, 0.05, 0.04, 0.07]})
     >>> fig = metric_heatmaps(table, "capacity")
+    >>> panel, colorbar = fig.axes
+    >>> panel.get_title(), [label.get_text() for label in panel.get_xticklabels()], colorbar.get_ylabel()
+    ('test', ['input', 'fc1'], 'capacity $\\\\alpha_M$')
+    >>> panel.images[0].get_array().tolist()  # rows: epochs 0, 1; columns: layers
+    [[0.04, 0.05], [0.04, 0.07]]
     """
     results = check_results(results)
     rows = metric_values(results, metric)

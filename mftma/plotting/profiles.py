@@ -35,6 +35,11 @@ def layer_profiles(results, epochs: dict, metrics=PROFILE_METRICS, subsets=None)
     >>> table = pd.DataFrame({"run": "r", "epoch": 0, "layer": ["input", "fc1"], "layer_index": [0, 1],
     ...                       "subset": "test", "metric": "capacity", "value": [0.04, 0.05]})
     >>> fig = layer_profiles(table, {"init": 0}, metrics=["capacity"])
+    >>> ax = fig.axes[0]
+    >>> ax.get_title(), [label.get_text() for label in ax.get_xticklabels()]
+    ('init = 0', ['input', 'fc1'])
+    >>> [(line.get_label(), line.get_ydata().tolist()) for line in ax.lines]
+    [('test', [0.04, 0.05])]
     """
     results = check_results(results)
     layers = layer_order(results)

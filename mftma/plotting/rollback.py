@@ -48,6 +48,11 @@ def rollback_heatmaps(table, subsets=None):
     >>> table = pd.DataFrame({"direction": "last", "k": [0, 1, 0, 1], "epoch": [3, 3, 5, 5],
     ...                       "subset": "test", "metric": "accuracy", "value": [0.6, 0.7, 0.6, 0.65]})
     >>> fig = rollback_heatmaps(table)
+    >>> ax = fig.axes[0]
+    >>> ax.get_title(), [label.get_text() for label in ax.get_yticklabels()]
+    ('test', ['3', '5'])
+    >>> ax.images[0].get_array().round(6).tolist(), [text.get_text() for text in ax.texts]  # points vs k = 0
+    ([[10.0], [5.0]], ['+10', '+5'])
     """
     require_columns(table, ROLLBACK_COLUMNS, "rollback table")
     accuracy = table[table["metric"] == "accuracy"]

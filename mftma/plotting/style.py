@@ -54,7 +54,8 @@ def paper_style():
     --------
     >>> import matplotlib.pyplot as plt
     >>> with paper_style():
-    ...     fig = plt.figure()
+    ...     print(plt.rcParams["font.size"], plt.rcParams["axes.titlesize"])
+    8.0 9.0
     """
     return mpl.rc_context(_RC)
 

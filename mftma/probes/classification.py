@@ -1,8 +1,16 @@
 """Linear classification probes on frozen features (docs/method.md §3.1-3.2, Alain & Bengio 2016).
 
-A probe is a scikit-learn pipeline: features standardized (mean 0, variance 1 per feature,
-statistics taken from the training folds only), then multinomial logistic regression fitted by
-L-BFGS with an L2 penalty.
+A probe is features standardized (mean 0, variance 1 per feature, statistics taken from the
+training folds only), then multinomial logistic regression fitted by L-BFGS with an L2 penalty:
+scikit-learn's ``StandardScaler`` + ``LogisticRegression`` (:func:`make_probe`).
+
+Two backends compute it. ``"sklearn"`` is that pipeline, fold after fold: the reference.
+``"torch"`` (:mod:`mftma.probes.torch_logistic`) solves the same problem with the same stopping
+rule and the same folds, all folds in one batched L-BFGS fit in float32, on a GPU when present.
+``"auto"`` (the default) is ``"torch"``. The two agree within 0.5 points of accuracy on the same
+folds (tested on structured random data and on cached layers of a trained network); on one CPU
+thread the torch probe was 1.5-3x faster than scikit-learn's in ``benchmarks/bench_probes.py``
+(100 classes, 1000 features), and it runs on a GPU.
 
 Regularization is fixed, ``C = 0.1`` by default (inverse L2 strength on standardized features).
 A fixed value keeps probe accuracies comparable across layers, epochs and subsets: the question is
@@ -32,6 +40,7 @@ from mftma.errors import InputError
 DEFAULT_C = 0.1
 DEFAULT_FOLDS = 5
 DEFAULT_MAX_ITER = 1000
+BACKENDS = ("auto", "torch", "sklearn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +85,7 @@ def make_probe(C: float = DEFAULT_C, max_iter: int = DEFAULT_MAX_ITER):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if not C > 0:
-        raise InputError(f"C must be positive, got {C}")
+    _check_C(C)
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter))
 
 
@@ -89,6 +97,8 @@ def probe_accuracy(
     C: float = DEFAULT_C,
     max_iter: int = DEFAULT_MAX_ITER,
     seed: int = 0,
+    backend: str = "auto",
+    device: str = "auto",
 ) -> ProbeScore:
     """Held-out accuracy of a linear probe by stratified k-fold cross-validation.
 
@@ -104,6 +114,10 @@ def probe_accuracy(
         Probe settings, see :func:`make_probe`.
     seed : int
         Seed of the fold shuffling; equal seeds give equal results.
+    backend : {"auto", "torch", "sklearn"}
+        Implementation, see :func:`resolve_backend`; both use the same folds.
+    device : str
+        Device of the torch backend: ``"auto"`` (a GPU when present), ``"cpu"`` or ``"cuda[:i]"``.
 
     Returns
     -------
@@ -112,8 +126,8 @@ def probe_accuracy(
     Raises
     ------
     InputError
-        On bad shapes, non-finite features, fewer than two classes, or a class with fewer than
-        ``n_splits`` examples.
+        On bad shapes, non-finite features, fewer than two classes, a class with fewer than
+        ``n_splits`` examples, an unknown backend, or a CUDA device without a GPU.
 
     Examples
     --------
@@ -126,13 +140,9 @@ def probe_accuracy(
 
     features, labels = _check_features(features, labels, "features", "labels")
     _check_folds(labels, n_splits)
-    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    accuracies = np.array(
-        [
-            _fit(features[train], labels[train], C, max_iter).score(features[held_out], labels[held_out])
-            for train, held_out in folds.split(features, labels)
-        ]
-    )
+    _check_C(C)
+    folds = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(features, labels))
+    accuracies = _held_out_accuracies(features, labels, folds, C, max_iter, backend, device)
     return ProbeScore(float(accuracies.mean()), float(accuracies.std()), accuracies)
 
 
@@ -144,6 +154,8 @@ def transfer_accuracy(
     *,
     C: float = DEFAULT_C,
     max_iter: int = DEFAULT_MAX_ITER,
+    backend: str = "auto",
+    device: str = "auto",
 ) -> float:
     """Accuracy on one set of a probe trained on another (e.g. unpermuted training -> test examples).
 
@@ -153,6 +165,8 @@ def transfer_accuracy(
     train_labels, test_labels : array_like, shape (n_train,), (n_test,)
     C, max_iter : float, int
         Probe settings, see :func:`make_probe`.
+    backend, device : str
+        Implementation and torch device, see :func:`probe_accuracy`.
 
     Returns
     -------
@@ -176,7 +190,33 @@ def transfer_accuracy(
         )
     if np.unique(train_labels).size < 2:
         raise InputError("train_labels must hold at least two classes")
-    return float(_fit(train_features, train_labels, C, max_iter).score(test_features, test_labels))
+    _check_C(C)
+    features = np.concatenate([train_features, test_features])
+    labels = np.concatenate([train_labels, test_labels])
+    split = [(np.arange(len(train_labels)), np.arange(len(train_labels), len(labels)))]
+    return float(_held_out_accuracies(features, labels, split, C, max_iter, backend, device)[0])
+
+
+def resolve_backend(backend: str) -> str:
+    """The probe implementation a backend name stands for: ``"auto"`` is ``"torch"``.
+
+    Raises
+    ------
+    InputError
+        The name is not one of ``BACKENDS``.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"probe backend must be one of {BACKENDS}, got {backend!r}")
+    return "torch" if backend == "auto" else backend
+
+
+def _held_out_accuracies(features, labels, folds, C, max_iter, backend, device) -> np.ndarray:
+    if resolve_backend(backend) == "torch":
+        from mftma.probes.torch_logistic import held_out_accuracies
+
+        return held_out_accuracies(features, labels, folds, C=C, max_iter=max_iter, device=device)
+    return np.array([_fit(features[train], labels[train], C, max_iter).score(features[test], labels[test])
+                     for train, test in folds])
 
 
 def _fit(features, labels, C, max_iter):
@@ -201,6 +241,11 @@ def _check_features(features, labels, features_name, labels_name):
     if not np.isfinite(features).all():
         raise InputError(f"{features_name} contain NaN or infinite values")
     return features, labels
+
+
+def _check_C(C):
+    if not C > 0:
+        raise InputError(f"C must be positive, got {C}")
 
 
 def _check_folds(labels, n_splits):

@@ -52,16 +52,17 @@ def channel_means(layer: str, activations: torch.Tensor) -> np.ndarray:
 
 
 class CacheReduction:
-    """The activation cache's reduction of each layer (``projection_dim``, ``pool``, ``seed``), planned once."""
+    """The activation cache's reduction of each layer (``projection_dim``, ``pool``, ``seed``, ``projection``),
+    planned once."""
 
-    def __init__(self, projection_dim: int, pool: bool = False, seed: int = 0):
-        self.projection_dim, self.pool, self.seed = projection_dim, pool, seed
+    def __init__(self, projection_dim: int, pool: bool = False, seed: int = 0, projection: str = "gaussian"):
+        self.projection_dim, self.pool, self.seed, self.projection = projection_dim, pool, seed, projection
         self._reducers: dict[str, BatchReducer] = {}
 
     def __call__(self, layer: str, activations: torch.Tensor) -> np.ndarray:
         if layer not in self._reducers:
             reduction = LayerReduction.plan(layer, tuple(activations.shape[1:]), self.projection_dim, self.pool,
-                                            self.seed)
+                                            self.seed, self.projection)
             self._reducers[layer] = BatchReducer(reduction)
         return self._reducers[layer](activations)
 

@@ -151,7 +151,7 @@ def randomization_experiment(config, out, *, epoch: int | None = None, subset: s
                             seed=cache.seed, subsets=[subset])[subset]
     inputs = (dataset.x_train if sample.split == "train" else dataset.x_test)[torch.as_tensor(sample.indices)]
     layers, blocks = model.analysis_layers, list(model.blocks.keys())
-    reduce = CacheReduction(cache.projection_dim, cache.pool, cache.seed)
+    reduce = CacheReduction(cache.projection_dim, cache.pool, cache.seed, cache.projection)
     shared, rows, accuracies = {}, [], []
     for variant, mode, randomized in tqdm(randomization_variants(blocks), desc="variants", disable=not progress):
         network = randomize_blocks(model, randomized, seed)
