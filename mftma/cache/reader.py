@@ -125,8 +125,10 @@ class ActivationCache:
         self.path = path / CACHE_FILE if path.is_dir() else path
         self._h5 = open_cache_file(self.path, "r")
         self.format_version = int(self._h5.attrs["format_version"])
-        with self._reading("the samples"):
-            self._samples = self._read_samples()
+        with self._reading("the list of samples"):
+            stored = list(self._h5.get("samples", {}))
+        derived = ["shuffled"] if self.format_version == 1 and "permuted" in stored else []
+        self._subsets = [name for name in SUBSETS if name in stored + derived]
 
     def __enter__(self) -> ActivationCache:
         return self
@@ -160,7 +162,7 @@ class ActivationCache:
     @property
     def subsets(self) -> list[str]:
         """Cached subsets (those with a recorded sample), in the order of :data:`~mftma.experiments.subsets.SUBSETS`."""
-        return list(self._samples)
+        return list(self._subsets)
 
     def layer_info(self, layer: str) -> dict:
         """Original shape and reduction of a layer (the ``/layers/LAYER`` attributes)."""
@@ -178,19 +180,25 @@ class ActivationCache:
             the entry (under each epoch's layer group) whose rows ``rows`` are the subset's features.
         """
         self._check_name("subset", subset, self.subsets)
-        return dict(self._samples[subset])
+        with self._reading(f"the {subset!r} sample"):
+            return self._sample(subset)
 
-    def _read_samples(self) -> dict[str, dict]:
-        """Every subset's sample in :data:`SUBSETS` order; a version-1 file's ``shuffled`` derived from ``permuted``."""
-        samples = {}
-        for name, group in self._h5.get("samples", {}).items():
-            sample = {**{key: group[key][()] for key in group}, **{key: _plain(v) for key, v in group.attrs.items()}}
-            if self.format_version == 1:
-                sample.update(selection=name, rows=np.arange(len(sample["indices"]), dtype=np.int64))
-            samples[name] = sample
-        if self.format_version == 1 and "permuted" in samples and "shuffled" not in samples:
-            samples["shuffled"] = self._derived_shuffled(samples["permuted"])
-        return {name: samples[name] for name in SUBSETS if name in samples}
+    def _sample_attrs(self, subset: str) -> dict:
+        """``split``, ``M``, ``P`` and ``selection`` of a subset's sample (read without its arrays)."""
+        if self.format_version == 1:
+            stored = "permuted" if subset == "shuffled" else subset
+            return {**{key: _plain(v) for key, v in self._h5["samples"][stored].attrs.items()}, "selection": stored}
+        return {key: _plain(value) for key, value in self._h5["samples"][subset].attrs.items()}
+
+    def _sample(self, subset: str) -> dict:
+        """A subset's sample; a version-1 file's ``shuffled`` is derived from its ``permuted`` sample."""
+        if self.format_version == 1 and subset == "shuffled":
+            return self._derived_shuffled(self._sample("permuted"))
+        group = self._h5["samples"][subset]
+        sample = {**{key: group[key][()] for key in group}, **self._sample_attrs(subset)}
+        if self.format_version == 1:
+            sample["rows"] = np.arange(len(sample["indices"]), dtype=np.int64)
+        return sample
 
     def _derived_shuffled(self, permuted: dict) -> dict:
         """The ``shuffled`` grouping of a version-1 file's ``permuted`` entry, as the writer draws it."""
@@ -204,13 +212,15 @@ class ActivationCache:
         """One row per stored (epoch, layer, subset): epoch, layer, layer_index, subset, N, P, M, complete."""
         rows = []
         layer_index = {name: index for index, name in enumerate(self.layers)}
+        with self._reading("the samples' records"):
+            samples = {subset: self._sample_attrs(subset) for subset in self._subsets}
         for epoch in self.epochs:
             with self._reading(f"the entries of epoch {epoch}"):
                 group = self._h5[epoch_key(epoch)]
-                names = [(layer, subset) for layer in group for subset, sample in self._samples.items()
-                         if sample["selection"] in group[layer]]
+                names = [(layer, subset) for layer in group for subset in self._subsets
+                         if samples[subset]["selection"] in group[layer]]
             for layer, subset in names:
-                sample = self._samples[subset]
+                sample = samples[subset]
                 with self._reading(_entry_name(epoch, layer, subset)):
                     data = group[layer][sample["selection"]]
                     rows.append({"epoch": epoch, "layer": layer, "layer_index": layer_index.get(layer, -1),
@@ -223,13 +233,13 @@ class ActivationCache:
         """``(X, labels)``: float32 features (P*M, N), one row per example, and each row's grouping label."""
         with self._reading(_entry_name(epoch, layer, subset)):
             data = self._entry(epoch, layer, subset)[()]
-        sample = self._samples[subset]
+            sample = self._sample(subset)
         return data[sample["rows"]].astype(np.float32, copy=False), sample["labels"]
 
     def manifolds(self, epoch: int, layer: str, subset: str) -> list[np.ndarray]:
         """The P class manifolds of one entry, each a float32 (N, M) array: the estimator's layout."""
         X, _ = self.features(epoch, layer, subset)
-        sample = self._samples[subset]
+        sample = self._sample_attrs(subset)
         stacked = X.reshape(int(sample["P"]), int(sample["M"]), X.shape[1])
         return [np.ascontiguousarray(manifold.T) for manifold in stacked]
 
@@ -238,7 +248,7 @@ class ActivationCache:
         self._check_name("layer", layer, self.layers)
         self._check_name("subset", subset, self.subsets)
         group = self._h5[epoch_key(epoch)]
-        selection = self._samples[subset]["selection"]
+        selection = self._sample_attrs(subset)["selection"]
         if layer not in group or selection not in group[layer]:
             raise DataFileError(f"{self.path} has no entry for epoch {epoch}, layer {layer!r}, subset "
                                 f"{subset!r}; run `mftma cache` with them to add it")
