@@ -21,7 +21,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def table(args, name: str):
     """The experiment's table ``<name>.csv``."""
-    from mftma.experiments.flawed.experiment import read_table
+    from mftma.pipeline.flawed.experiment import read_table
 
     return read_table(args.experiment_dir, name)
 

@@ -23,8 +23,8 @@ def parser(description: str, figures: bool = True) -> argparse.ArgumentParser:
 def analysed_run(run_dir):
     """(results table, per-epoch metrics, best analysed epoch, last analysed epoch) of a run."""
     from mftma.experiments.run import Run
-    from mftma.pipeline.results import load_results
-    from mftma.plotting.figures import analysed_best_epoch
+    from mftma.results.table import load_results
+    from mftma.pipeline.figures import analysed_best_epoch
 
     run = Run(run_dir)
     results, metrics = load_results(run.path), run.metrics()
@@ -36,7 +36,7 @@ def save(figure, args, name: str) -> None:
     import matplotlib.pyplot as plt
 
     from mftma.plotting import save_figure
-    from mftma.plotting.figures import figures_dir
+    from mftma.pipeline.figures import figures_dir
 
     out = Path(args.out) if args.out else figures_dir(args.run_dir)
     for path in save_figure(figure, out / name, args.formats):

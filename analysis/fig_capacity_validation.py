@@ -82,7 +82,7 @@ def _parse():
 
 
 def _figures_dir(run_dir):
-    from mftma.plotting.figures import figures_dir
+    from mftma.pipeline.figures import figures_dir
 
     return figures_dir(run_dir)
 
@@ -163,10 +163,11 @@ def _figure(table, synthetic: bool):
     import numpy as np
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
+    from mftma.plotting.labels import annotate_apart
     from mftma.plotting.style import PAPER_WIDTH, paper_style, subset_color
 
     with paper_style():
-        figure, axes = plt.subplots(1, 2, figsize=(PAPER_WIDTH, PAPER_WIDTH / 2.1), constrained_layout=True)
+        figure, axes = plt.subplots(1, 2, figsize=(PAPER_WIDTH, PAPER_WIDTH / 2.1 + 0.3), layout="constrained")
         groups = table.groupby("kind" if synthetic else "subset", sort=False)
         for name, group in groups:
             color = None if synthetic else subset_color(name)
@@ -174,26 +175,27 @@ def _figure(table, synthetic: bool):
             axes[0].errorbar(group["mean_field"], group["simulated"], yerr=errors, fmt="o", ms=4, capsize=2,
                              color=color, label=name)
             axes[1].plot(group["mean_field"], group["ball"], "o", ms=4, color=color, label=name)
-            if not synthetic:
-                for axis, column in zip(axes, ["simulated", "ball"]):
-                    for row in group.itertuples():
-                        text = row.layer if table["epoch"].nunique() == 1 else f"{row.layer} e{row.epoch}"
-                        axis.annotate(text, (row.mean_field, getattr(row, column)), xytext=(3, 3),
-                                      textcoords="offset points", fontsize=7, color=color)
         labels = ["simulated capacity $P/N_c$", "ball approximation $\\alpha_B(0, R_M, D_M)$"]
+        values = table[["mean_field", "simulated", "ball"]].to_numpy()
+        low, high = np.nanmin(values) * 0.8, np.nanmax(values) * 1.25
         for axis, label, letter in zip(axes, labels, "AB"):
-            values = table[["mean_field", "simulated", "ball"]].to_numpy()
-            low, high = np.nanmin(values) * 0.8, np.nanmax(values) * 1.25
             axis.plot([low, high], [low, high], "k--", lw=0.8, label="identity")
             axis.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high),
                      xlabel="mean-field capacity $\\alpha_M$", ylabel=label)
-            subs = (1.0, 2.0, 5.0) if high / low > 10 else np.arange(1.0, 10.0)
+            subs = (1.0, 2.0, 5.0) if high / low > 2.5 else np.arange(1.0, 10.0)
             for ticks in (axis.xaxis, axis.yaxis):
                 ticks.set_major_locator(LogLocator(subs=subs))
                 ticks.set_major_formatter(FormatStrFormatter("%g"))
                 ticks.set_minor_formatter(NullFormatter())
             axis.set_title(letter, loc="left", fontweight="bold")
-            axis.legend(frameon=False)
+        handles, names = axes[0].get_legend_handles_labels()
+        figure.legend(handles, names, loc="outside lower center", ncols=len(names), frameon=False)
+        if not synthetic:
+            texts = [row.layer if table["epoch"].nunique() == 1 else f"{row.layer} e{row.epoch}"
+                     for row in table.itertuples()]
+            colors = [subset_color(subset) for subset in table["subset"]]
+            for axis, column in zip(axes, ["simulated", "ball"]):
+                annotate_apart(axis, table[["mean_field", column]].to_numpy(), texts, colors)
     return figure
 
 

@@ -6,7 +6,7 @@ import _script
 
 def run() -> None:
     args = _script.parser(__doc__).parse_args()
-    from mftma.pipeline.rollback import load_rollback
+    from mftma.results.rollback import load_rollback
     from mftma.plotting import rollback_heatmaps
 
     _script.save(rollback_heatmaps(load_rollback(args.run_dir)), args, "rollback")

@@ -11,7 +11,7 @@ def run() -> None:
     from pathlib import Path
 
     from mftma.atomic import atomic_write
-    from mftma.pipeline.results import results_dir
+    from mftma.results.table import results_dir
     from mftma.plotting.style import ordered_subsets
 
     results, metrics, best, last = _script.analysed_run(args.run_dir)

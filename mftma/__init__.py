@@ -41,10 +41,10 @@ _EXPORTS = {
     "cache_activations": "mftma.cache.writer",
     "ActivationCache": "mftma.cache.reader",
     "analyze_run": "mftma.pipeline.analyze",
-    "load_results": "mftma.pipeline.results",
+    "load_results": "mftma.results.table",
     "rollback": "mftma.pipeline.rollback",
-    "load_rollback": "mftma.pipeline.rollback",
-    "plot_run": "mftma.plotting.figures",
+    "load_rollback": "mftma.results.rollback",
+    "plot_run": "mftma.pipeline.figures",
     "quickstart": "mftma.pipeline.quickstart",
     # errors and warnings
     "MFTMAError": "mftma.errors",

@@ -9,7 +9,7 @@ import pytest
 from mftma.cli import analyze as analyze_cli
 from mftma.errors import DataFileError, InputError
 from mftma.pipeline.analyze import CELLS_DIRNAME, analyze_run
-from mftma.pipeline.results import METRICS, RESULT_COLUMNS, load_results, results_dir
+from mftma.results.table import METRICS, RESULT_COLUMNS, load_results, results_dir
 
 EPOCHS, LAYERS = [0, 4], ["input", "logits"]
 SUBSETS = ["unpermuted", "permuted", "restored", "shuffled", "test"]
@@ -52,8 +52,13 @@ def _recorder():
     return records, records.append
 
 
+def _key(table):
+    (key,) = table.attrs["settings"]
+    return key
+
+
 def _cells_dir(run_dir, table):
-    return results_dir(run_dir) / CELLS_DIRNAME / table.attrs["settings"]["key"]
+    return results_dir(run_dir) / CELLS_DIRNAME / _key(table)
 
 
 def test_table_holds_every_cell_and_metric(reference):
@@ -67,7 +72,8 @@ def test_table_holds_every_cell_and_metric(reference):
         assert metrics == per_cell | ({"transfer_probe_accuracy"} if subset == "test" else set())
     assert np.isfinite(table["value"]).all()
     assert dict(zip(table["layer"], table["layer_index"])) == {"input": 0, "logits": 3}
-    settings = table.attrs["settings"]
+    settings = table.attrs["settings"][_key(table)]
+    assert set(table["settings"]) == {_key(table)} == {settings["key"]}
     assert settings["estimator"]["n_t"] == 20 and settings["probe"]["n_splits"] == 5
 
 
@@ -125,8 +131,13 @@ def test_changed_settings_are_not_reused(reference, tmp_path):
     changed = analyze_run(run_dir, processes=False, n_workers=1, on_cell_done=hook,
                           **{**FAST, "layers": ["input"], "n_t": 21, "probes": False})
     assert len(computed) == len(EPOCHS) * len(SUBSETS)
-    assert changed.attrs["settings"]["key"] != reference[1].attrs["settings"]["key"]
+    assert _key(changed) != _key(reference[1])
     assert set(changed["layer"]) == {"input"} and "probe_accuracy" not in set(changed["metric"])
+    side_by_side = load_results(run_dir)
+    pd.testing.assert_frame_equal(side_by_side[side_by_side["settings"] == _key(reference[1])].reset_index(drop=True),
+                                  reference[1].assign(run=run_dir.name))
+    pd.testing.assert_frame_equal(side_by_side[side_by_side["settings"] == _key(changed)].reset_index(drop=True),
+                                  changed)
     assert len(list((results_dir(run_dir) / CELLS_DIRNAME).iterdir())) == 2
     record = json.loads(next(_cells_dir(run_dir, changed).glob("e*.json")).read_text())
     assert set(record["seconds"]) == {"geometry"}
@@ -138,8 +149,9 @@ def test_probe_backend_is_part_of_the_settings(reference, tmp_path):
     reference_backend = analyze_run(run_dir, processes=False, n_workers=1, on_cell_done=hook, probe_backend="sklearn",
                                     **{**FAST, "epochs": [4], "layers": ["input"]})
     assert len(computed) == len(SUBSETS)
-    assert reference[1].attrs["settings"]["probe"]["backend"] == "torch"
-    assert reference_backend.attrs["settings"]["probe"]["backend"] == "sklearn"
+    (default_settings,) = reference[1].attrs["settings"].values()
+    (sklearn_settings,) = reference_backend.attrs["settings"].values()
+    assert (default_settings["probe"]["backend"], sklearn_settings["probe"]["backend"]) == ("torch", "sklearn")
     merged = reference_backend.merge(reference[1], on=["epoch", "layer", "subset", "metric"])
     accuracies = merged[merged["metric"] == "probe_accuracy"]
     # 50 examples per subset in 5 folds: one borderline example moves the mean by 0.02.
@@ -155,7 +167,7 @@ def test_results_of_another_estimator_revision_are_not_reused(reference, tmp_pat
     table = analyze_run(run_dir, processes=False, n_workers=1, on_cell_done=hook,
                         **{**FAST, "epochs": [4], "layers": ["input"], "probes": False})
     assert len(computed) == len(SUBSETS)
-    assert table.attrs["settings"]["estimator"]["revision"] == analyze.SEEDED_RESULTS_REVISION
+    assert table.attrs["settings"][_key(table)]["estimator"]["revision"] == analyze.SEEDED_RESULTS_REVISION
 
 
 def test_existing_scheduler_is_used(reference, tmp_path):
@@ -168,7 +180,8 @@ def test_existing_scheduler_is_used(reference, tmp_path):
                             **{**FAST, "epochs": [4], "layers": ["logits"], "probes": False})
     assert len(computed) == len(SUBSETS)
     expected = reference[1].query("epoch == 4 and layer == 'logits' and not metric.str.contains('probe')")
-    pd.testing.assert_frame_equal(table.drop(columns="run"), expected.drop(columns="run").reset_index(drop=True))
+    other = ["run", "settings"]  # the settings key differs: no probes
+    pd.testing.assert_frame_equal(table.drop(columns=other), expected.drop(columns=other).reset_index(drop=True))
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,7 @@ TINY_TEXTURES = {
 
 
 def test_concept_experiment_probes_every_network_layer_and_concept(tmp_path, monkeypatch, capsys):
-    from mftma.experiments.flawed.sweeps import concept_experiment
+    from mftma.pipeline.flawed.sweeps import concept_experiment
     from mftma.experiments.run import Run
 
     out = tmp_path / "concepts"
@@ -98,7 +98,7 @@ def test_concept_experiment_probes_every_network_layer_and_concept(tmp_path, mon
 
 
 def test_a_data_set_without_concepts_is_refused(tmp_path):
-    from mftma.experiments.flawed.sweeps import concept_experiment
+    from mftma.pipeline.flawed.sweeps import concept_experiment
 
     mnist1d = {"name": "mnist1d", "options": {"n_train": 100, "n_test": 50}}
     mlp = {"name": "mlp", "options": {"hidden": [4]}}

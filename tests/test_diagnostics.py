@@ -9,7 +9,8 @@ import pytest
 
 from mftma.cli import main
 from mftma.errors import DataFileError, InputError
-from mftma.estimator.diagnostics import diagnose, load_manifolds
+from mftma.estimator.diagnostics import diagnose
+from mftma.pipeline.manifold_sources import load_manifolds
 from mftma.estimator.synthetic import synthetic_manifolds
 
 TINY = {"n_t_values": (20, 40), "n_t": 40, "n_seeds": 2, "n_reps": 1}

@@ -34,12 +34,15 @@ def test_deterministic_given_seed(rng):
 
 
 def test_to_frame_is_tidy(rng):
-    frame = analyze_manifolds(_clouds(rng), n_t=30, n_reps=2, seed=0).to_frame()
+    result = analyze_manifolds(_clouds(rng), n_t=30, n_reps=2, seed=0)
+    frame = result.to_frame()
     assert list(frame.columns) == ["manifold", "metric", "value"]
     per_manifold = frame[frame.manifold.notna()]
     assert len(per_manifold) == 18 and set(per_manifold.metric) == {"capacity", "radius", "dimension"}
     summary = frame[frame.manifold.isna()].set_index("metric")["value"]
-    assert set(summary.index) == {"capacity", "radius", "dimension", "center_correlation", "K"}
+    structure = {"structure_agreement", "structure_objective", "runner_up_objective", "runner_up_K"}
+    assert set(summary.index) == {"capacity", "radius", "dimension", "center_correlation", "K"} | structure
+    assert summary[list(structure)].to_dict() == {name: result.structure[name] for name in structure}
     assert pd.api.types.is_integer_dtype(frame.manifold.dtype)
 
 

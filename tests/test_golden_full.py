@@ -45,3 +45,12 @@ def test_seed_dependent_cases_match_loosely(golden, index):
     assert abs(result.K - info["K"]) <= 2
     assert result.capacity_avg == pytest.approx(info["capacity_avg"], rel=0.3)
     assert result.dimension_avg == pytest.approx(info["dimension_avg"], rel=0.3)
+
+
+@pytest.mark.parametrize("seed", (9, 17, 32))
+def test_seeds_that_warm_restarts_alone_trapped_give_the_reference_answer(golden, seed):
+    """full5: the reference gives the same answer under every seed; warm restarts alone missed it for these."""
+    arrays, info, manifolds, t_vecs = _case(golden, 5)
+    result = analyze_manifolds(manifolds, info["kappa"], info["n_t"], t_vecs=t_vecs, seed=seed)
+    assert result.K == info["K"]
+    np.testing.assert_allclose(result.capacity, arrays["full5_capacity"], rtol=1e-5)

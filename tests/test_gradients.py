@@ -10,7 +10,7 @@ import torch
 
 from mftma.errors import InputError
 from mftma.experiments.config import load_config
-from mftma.experiments.flawed.gradients import (
+from mftma.pipeline.flawed.gradients import (
     equal_groups,
     gradient_experiment,
     gradient_table,

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 
 from mftma.cache import ActivationCache
+from mftma.cli import main
 from mftma.cli import quickstart as quickstart_cli
 from mftma.errors import InputError
 from mftma.experiments.run import Run
 from mftma.pipeline import quickstart as quickstart_module
 from mftma.pipeline.claims import evaluate_claims
 from mftma.pipeline.quickstart import quickstart, summarize
-from mftma.pipeline.results import load_results
+from mftma.results.table import load_results
 from mftma.pipeline.rollback import load_rollback
 
 SUBSETS = {"unpermuted", "permuted", "restored", "shuffled", "test"}
@@ -23,7 +24,7 @@ SUBSETS = {"unpermuted", "permuted", "restored", "shuffled", "test"}
 
 @pytest.fixture(scope="module")
 def ci_quickstart(tmp_path_factory):
-    """The CI profile run through the command line, as a user would."""
+    """The CI profile (two seeds) run through the command line, as a user would."""
     out = tmp_path_factory.mktemp("quickstart") / "out"
     parser = argparse.ArgumentParser(prog="mftma")
     quickstart_cli.register(parser.add_subparsers())
@@ -32,70 +33,129 @@ def ci_quickstart(tmp_path_factory):
     return out
 
 
+def read_summary(out):
+    return json.loads((out / "summary.json").read_text())
+
+
 def test_summary_has_the_numbers_of_the_issue(ci_quickstart):
-    summary = json.loads((ci_quickstart / "summary.json").read_text())
-    assert summary["profile"]["name"] == "ci"
-    assert summary["best_epoch"] in summary["analysed_epochs"] and summary["last_epoch"] == 4
-    assert set(summary["test_accuracy"]) == {"best", "last"}
-    assert summary["true_best"] == {"epoch": summary["best_epoch"], "test_accuracy": summary["test_accuracy"]["best"],
+    summary = read_summary(ci_quickstart)
+    assert summary["profile"]["name"] == "ci" and summary["seeds"] == 2
+    assert [run["run_dir"] for run in summary["runs"]] == ["run_0", "run_1"]
+    for run in summary["runs"]:
+        assert run["best_epoch"] in run["analysed_epochs"] and run["last_epoch"] == 4
+        assert set(run["test_accuracy"]) == {"best", "last"}
+        assert run["true_best"] == {"epoch": run["best_epoch"], "test_accuracy": run["test_accuracy"]["best"],
                                     "checkpointed": True, "analysed_minus_true_epochs": 0, "test_accuracy_gap": 0.0}
-    assert set(summary["geometry"]) == {"input", summary["final_layer"]} and summary["final_layer"] == "logits"
-    for layer in summary["geometry"].values():
-        for epoch in ("best", "last"):
-            assert set(layer[epoch]) == SUBSETS
-            for numbers in layer[epoch].values():
-                assert set(numbers) == {"capacity", "radius", "dimension"}
-                assert all(value > 0 for value in numbers.values())
-    for direction in ("last", "first"):
-        assert set(summary["rollback"][direction]) == {"gain", "k", "epoch", "test_accuracy", "test_accuracy_final"}
+        assert set(run["geometry"]) == {"input", run["final_layer"]} and run["final_layer"] == "logits"
+        for layer in run["geometry"].values():
+            for epoch in ("best", "last"):
+                assert set(layer[epoch]) == SUBSETS
+                for numbers in layer[epoch].values():
+                    assert set(numbers) == {"capacity", "radius", "dimension"}
+                    assert all(value > 0 for value in numbers.values())
+        for direction in ("last", "first"):
+            assert set(run["rollback"][direction]) == {"gain", "k", "epoch", "test_accuracy", "test_accuracy_final"}
+        for key in "abcd":
+            claim = run["claims"][key]
+            assert set(claim) == {"claim", "test", "held", "statistics", "evidence"} and isinstance(claim["held"], bool)
+        assert set(run["timings_s"]) == {"train", "cache", "analyze", "rollback", "plot", "total"}
+    assert set(summary["timings_s"]) == {"total"}
+
+
+def test_runs_differ_in_every_seed(ci_quickstart):
+    summary = read_summary(ci_quickstart)
+    assert summary["runs"][0]["seeds"] == dict.fromkeys(("data", "corruption", "training", "cache"), 0)
+    assert summary["runs"][1]["seeds"] == dict.fromkeys(("data", "corruption", "training", "cache"), 1)
+    runs = [Run(ci_quickstart / f"run_{index}") for index in range(2)]
+    assert [run.config.training.seed for run in runs] == [0, 1]
+    assert not runs[0].metrics()["loss"].equals(runs[1].metrics()["loss"])
+    masks = [np.load(run.path / "corruption.npz")["permuted_mask"] for run in runs]
+    assert not np.array_equal(*masks)
+
+
+def test_claims_over_seeds_summarise_the_runs_claims(ci_quickstart):
+    summary = read_summary(ci_quickstart)
+    runs = summary["runs"]
     for key in "abcd":
         claim = summary["claims"][key]
-        assert set(claim) == {"claim", "test", "held", "evidence"} and isinstance(claim["held"], bool)
-    stages = {"train", "cache", "analyze", "rollback", "plot"}
-    assert set(summary["timings_s"]) == stages | {"total"}
+        assert claim["held_per_seed"] == [run["claims"][key]["held"] for run in runs]
+        for name, statistic in claim["statistics"].items():
+            values = [run["claims"][key]["statistics"][name] for run in runs]
+            assert statistic["per_seed"] == values
+            if None not in values:
+                assert statistic["mean"] == pytest.approx(np.mean(values), abs=1e-6)
+                low, high = statistic["interval"]
+                assert low <= statistic["mean"] <= high
+        if claim["verdict"] == "not evaluable":  # analysed without the shuffled null baseline
+            assert key in "ab" and all("'shuffled'" in reason for reason in claim["not_evaluable"])
+        else:
+            assert claim["verdict"] in {"held", "not held", "undecided"}
+    for direction in ("last", "first"):
+        gains = summary["rollback"][direction]
+        assert gains["per_seed"] == [run["rollback"][direction]["gain"] for run in runs] and gains["n"] == 2
 
 
 def test_summary_reports_the_numbers_of_the_runs_tables(ci_quickstart):
-    summary = json.loads((ci_quickstart / "summary.json").read_text())
-    run = Run(ci_quickstart / "run")
-    accuracy = run.metrics().set_index("epoch")["acc_test"]
-    best, last = summary["best_epoch"], summary["last_epoch"]
-    assert best == accuracy.loc[summary["analysed_epochs"]].idxmax()
-    assert summary["test_accuracy"] == {"best": accuracy[best], "last": accuracy[last]}
-    results, rollback = load_results(run.path), load_rollback(run.path)
-    value = results.set_index(["layer", "epoch", "subset", "metric"])["value"]
-    for layer, by_epoch in summary["geometry"].items():
-        for name, epoch in (("best", best), ("last", last)):
-            for subset, numbers in by_epoch[name].items():
-                assert numbers == {metric: round(value[layer, epoch, subset, metric], 6) for metric in numbers}
-    final = rollback[(rollback["k"] == 0) & (rollback["subset"] == "test")]["value"]
-    assert {summary["rollback"][d]["test_accuracy_final"] for d in ("last", "first")} == {round(final.iloc[0], 6)}
-    claims = json.loads(json.dumps(evaluate_claims(results, rollback, best, last)))
-    assert summary["claims"] == claims
+    for run_summary in read_summary(ci_quickstart)["runs"]:
+        run = Run(ci_quickstart / run_summary["run_dir"])
+        accuracy = run.metrics().set_index("epoch")["acc_test"]
+        best, last = run_summary["best_epoch"], run_summary["last_epoch"]
+        assert best == accuracy.loc[run_summary["analysed_epochs"]].idxmax()
+        assert run_summary["test_accuracy"] == {"best": accuracy[best], "last": accuracy[last]}
+        results, rollback = load_results(run.path), load_rollback(run.path)
+        value = results.set_index(["layer", "epoch", "subset", "metric"])["value"]
+        for layer, by_epoch in run_summary["geometry"].items():
+            for name, epoch in (("best", best), ("last", last)):
+                for subset, numbers in by_epoch[name].items():
+                    assert numbers == {metric: round(value[layer, epoch, subset, metric], 6) for metric in numbers}
+        final = rollback[(rollback["k"] == 0) & (rollback["subset"] == "test")]["value"]
+        assert {run_summary["rollback"][d]["test_accuracy_final"] for d in ("last", "first")} == \
+            {round(final.iloc[0], 6)}
+        claims = json.loads(json.dumps(evaluate_claims(results, rollback, best, last)))
+        assert run_summary["claims"] == claims
+
+
+def test_claims_command_gives_the_summary_of_existing_runs(ci_quickstart, tmp_path, capsys):
+    summary = read_summary(ci_quickstart)
+    run_dirs = [str(ci_quickstart / run["run_dir"]) for run in summary["runs"]]
+    assert main(["claims", *run_dirs, "--out", str(tmp_path / "claims.json")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((tmp_path / "claims.json").read_text())
+    assert printed["seeds"] == 2 and [run["run_dir"] for run in printed["runs"]] == run_dirs
+    assert printed["claims"] == summary["claims"] and printed["rollback"] == summary["rollback"]
+    assert main(["claims", run_dirs[0]]) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert single["rollback"]["last"]["interval"] is None and single["rollback"]["last"]["verdict"] == "undecided"
+
+
+def test_claims_command_names_a_directory_without_results(tmp_path, capsys):
+    assert main(["claims", str(tmp_path)]) == 1
+    assert str(tmp_path) in capsys.readouterr().err
 
 
 def test_every_output_file_holds_the_run(ci_quickstart):
-    summary = json.loads((ci_quickstart / "summary.json").read_text())
-    run = Run(ci_quickstart / "run")
-    assert list(run.metrics()["epoch"]) == list(range(summary["last_epoch"] + 1))
+    summary = read_summary(ci_quickstart)
+    run_summary = summary["runs"][0]
+    run = Run(ci_quickstart / "run_0")
+    assert list(run.metrics()["epoch"]) == list(range(run_summary["last_epoch"] + 1))
     results = load_results(run.path)
-    assert sorted(results["epoch"].unique()) == summary["analysed_epochs"]
+    assert sorted(results["epoch"].unique()) == run_summary["analysed_epochs"]
     csv = pd.read_csv(run.path / "results" / "results.csv")
     np.testing.assert_allclose(csv["value"], results["value"], rtol=1e-12)
     rollback = load_rollback(run.path)
     np.testing.assert_allclose(pd.read_csv(run.path / "results" / "rollback.csv")["value"], rollback["value"])
     with ActivationCache(run.path / "activations.h5") as cache:
-        assert cache.epochs == summary["analysed_epochs"]
-        assert {"input", summary["final_layer"]} <= set(cache.layers)
-    figures = summary["files"]["figures"]
-    assert "run/results/figures/heatmap_capacity.png" in figures and "run/results/figures/rollback.png" in figures
+        assert cache.epochs == run_summary["analysed_epochs"]
+        assert {"input", run_summary["final_layer"]} <= set(cache.layers)
+    figures = run_summary["files"]["figures"]
+    assert "run_0/results/figures/heatmap_capacity.png" in figures and "run_0/results/figures/rollback.png" in figures
     for path in figures:
         pixels = plt.imread(ci_quickstart / path)
         assert pixels.shape[1] > 1000 and len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 20, path
 
 
 def test_a_rerun_skips_finished_work(ci_quickstart, monkeypatch):
-    figure = ci_quickstart / "run" / "results" / "figures" / "heatmap_capacity.png"
+    figure = ci_quickstart / "run_1" / "results" / "figures" / "heatmap_capacity.png"
     drawn = figure.stat().st_mtime_ns
     monkeypatch.setattr("mftma.experiments.training._train_epoch",
                         lambda *args: pytest.fail("a finished run was trained again"))
@@ -107,13 +167,15 @@ def test_a_rerun_skips_finished_work(ci_quickstart, monkeypatch):
                         lambda *args: pytest.fail("finished rollback cells were recomputed"))
     summary = quickstart(ci_quickstart, profile="ci", progress=False)
     assert figure.stat().st_mtime_ns == drawn
-    assert summary["claims"] == json.loads((ci_quickstart / "summary.json").read_text())["claims"]
+    assert summary["claims"] == read_summary(ci_quickstart)["claims"]
     assert not [name for name in os.listdir(ci_quickstart) if name.startswith(".")]
 
 
 def test_unknown_profile_is_refused(tmp_path):
     with pytest.raises(InputError, match="unknown quickstart profile"):
         quickstart(tmp_path, profile="huge")
+    with pytest.raises(InputError, match="number of seeds"):
+        quickstart(tmp_path, profile="ci", seeds=0)
 
 
 class CheckpointedRun:
@@ -157,6 +219,8 @@ def known_results(memorizes):
 
     def capacity(subset, epoch, index):
         late = memorizes and index >= 4 and epoch == LAST
+        if subset == "shuffled":
+            return 0.04
         if subset == "permuted":
             return 0.10 if late else 0.04
         return 0.04 + 0.01 * index + (0.03 if subset == "unpermuted" else -0.02) * late
@@ -164,7 +228,7 @@ def known_results(memorizes):
     rows = [dict(run="r", epoch=epoch, layer=layer, layer_index=index, subset=subset, metric="capacity",
                  value=capacity(subset, epoch, index))
             for epoch, (index, layer), subset in itertools.product(
-                (0, BEST, LAST), enumerate(LAYERS), ("unpermuted", "permuted", "restored", "test"))]
+                (0, BEST, LAST), enumerate(LAYERS), ("unpermuted", "permuted", "restored", "shuffled", "test"))]
     return pd.DataFrame(rows)
 
 
@@ -201,6 +265,25 @@ def test_summary_verdicts_on_a_run_with_a_known_outcome(memorizes):
                                             "test_accuracy_final": 0.6} if memorizes else summary["rollback"]["first"])
     held = {key: summary["claims"][key]["held"] for key in "abcd"}
     assert held == {"a": True, "b": memorizes, "c": memorizes, "d": memorizes}
+
+
+def test_runs_summary_over_seeds_of_a_known_outcome():
+    """Three identical runs that memorize and one that does not: (a) holds in all, so it is held; the
+    others hold in three of four runs with a spread that leaves them undecided or not held."""
+    runs = [summarize(MetricsRun(), known_results(memorizes), known_rollback(recovers=memorizes))
+            for memorizes in (True, True, True, False)]
+    summary = quickstart_module.summarize_runs(runs)
+    assert summary["seeds"] == 4 and summary["runs"] == runs
+    assert summary["claims"]["a"]["verdict"] == "held"
+    assert summary["claims"]["a"]["statistics"]["flat_margin"]["interval"] == [0.25, 0.25]
+    assert summary["claims"]["b"]["held_per_seed"] == [True, True, True, False]
+    rise = summary["claims"]["b"]["statistics"]["rise_margin"]
+    assert rise["per_seed"] == [1.25, 1.25, 1.25, -0.25] and rise["mean"] == pytest.approx(0.875)
+    assert rise["verdict"] == "undecided"  # mean 0.875, t(0.975, 3) * 0.75 / 2 = 1.193 half width
+    assert summary["rollback"]["last"]["per_seed"] == [0.1, 0.1, 0.1, 0.01]
+    assert summary["rollback"]["last"]["verdict"] == "held"
+    assert summary["rollback"]["first"] == {"test": "gain > 0", "per_seed": [0.01] * 4, "n": 4, "mean": 0.01,
+                                            "interval": [0.01, 0.01], "verdict": "held"}
 
 
 class RunWithoutItsBest:

@@ -9,7 +9,7 @@ import torch
 
 from mftma.errors import InputError
 from mftma.experiments.config import load_config
-from mftma.experiments.flawed.randomization import (
+from mftma.pipeline.flawed.randomization import (
     randomization_experiment,
     randomization_variants,
     randomize_blocks,

@@ -98,8 +98,10 @@ def test_outside_patterns(tmp_path, line, expected):
 DISTRIBUTIONS = {"sklearn": "scikit-learn", "skimage": "scikit-image", "yaml": "PyYAML"}
 
 #: Third-party modules that mftma imports only optionally (guarded, with a fallback), so they are not
-#: install requirements. None today: numba.cuda is part of numba, fcntl is in the standard library.
-OPTIONAL_IMPORTS: dict[str, str] = {}
+#: install requirements (numba.cuda is part of numba, fcntl is in the standard library).
+OPTIONAL_IMPORTS: dict[str, str] = {
+    "umap": "umap-learn: the embedding figure's optional UMAP projection (mftma.plotting.embedding; PCA otherwise)",
+}
 
 
 def normalized(distribution: str) -> str:

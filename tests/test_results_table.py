@@ -4,14 +4,18 @@ import pandas as pd
 import pytest
 
 from mftma.errors import DataFileError, InputError
-from mftma.pipeline.results import (
+from mftma.results.table import (
     RESULT_COLUMNS,
     empty_results,
     load_results,
     results_dir,
     save_results,
+    select_settings,
+    single_settings,
     validate_results,
 )
+
+SETTINGS = {"estimator": {"kappa": 0.0, "n_t": 20, "n_reps": 1, "seed": 1}, "probe": {"C": 1.0, "n_splits": 5}}
 
 
 def _table():
@@ -23,9 +27,18 @@ def _table():
         for subset in ("test", "permuted")
         for metric in ("radius", "capacity")
     ]
-    frame = pd.DataFrame(rows)
-    frame.attrs["settings"] = {"kappa": 0.0, "n_t": 20, "seed": 1, "probe": {"C": 1.0}}
+    frame = pd.DataFrame(rows).assign(settings="k20")
+    frame.attrs["settings"] = {"k20": SETTINGS}
     return frame
+
+
+def _two_settings():
+    """``_table()`` plus its capacity rows of epoch 3 recomputed with n_t = 100 (key ``k100``)."""
+    first = _table()
+    other = first[(first["epoch"] == 3) & (first["metric"] == "capacity")].assign(settings="k100", value=-1.0)
+    both = pd.concat([first, other], ignore_index=True)
+    both.attrs["settings"] = {"k20": SETTINGS, "k100": {**SETTINGS, "estimator": {**SETTINGS["estimator"], "n_t": 100}}}
+    return both
 
 
 def test_validate_orders_rows_and_sets_dtypes():
@@ -36,7 +49,40 @@ def test_validate_orders_rows_and_sets_dtypes():
     assert list(first["epoch"]) == [0] * 4 and list(first["layer"]) == ["input"] * 4
     assert list(first["subset"]) == ["permuted", "permuted", "test", "test"]
     assert list(first["metric"]) == ["capacity", "radius", "capacity", "radius"]
-    assert table.attrs["settings"]["n_t"] == 20
+    assert table.attrs["settings"] == {"k20": SETTINGS}
+
+
+def test_hand_built_tables_get_the_empty_settings_key():
+    table = validate_results(_table().drop(columns="settings"))
+    assert set(table["settings"]) == {""} and single_settings(table) == ""
+
+
+def test_several_settings_live_side_by_side_and_one_is_selected(tmp_path):
+    save_results(tmp_path, _two_settings())
+    both = load_results(tmp_path)
+    assert len(both) == len(_table()) + 4 and set(both["settings"]) == {"k20", "k100"}
+    with pytest.raises(InputError, match=r"mixes 2 analysis settings.*n_t=100.*4 cells.*select_settings"):
+        single_settings(both)
+    selected = select_settings(both, n_t=100)
+    assert set(selected["value"]) == {-1.0} and len(selected) == 4
+    assert selected.attrs["settings"] == {"k100": both.attrs["settings"]["k100"]}
+    assert single_settings(selected) == "k100"
+    pd.testing.assert_frame_equal(select_settings(both, key="k20"), validate_results(_table()))
+    with pytest.raises(InputError, match="2 analysis settings match seed=1"):
+        select_settings(both, seed=1)
+    with pytest.raises(InputError, match="unknown settings"):
+        select_settings(both, nt=100)
+
+
+def test_a_table_of_format_version_1_is_read_with_its_key(tmp_path):
+    save_results(tmp_path, _table())
+    with h5py.File(results_dir(tmp_path) / "results.h5", "r+") as handle:
+        group = handle["results"]
+        del group["settings"]
+        group.attrs["format_version"] = 1
+        group.attrs["settings"] = '{"key": "old", "estimator": {"n_t": 20}}'
+    loaded = load_results(tmp_path)
+    assert set(loaded["settings"]) == {"old"} and loaded.attrs["settings"]["old"]["estimator"]["n_t"] == 20
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -61,6 +107,7 @@ def test_empty_table_round_trip(tmp_path):
         (lambda f: f.drop(columns="value"), "columns"),
         (lambda f: f.assign(metric="accuracy"), "unknown metrics"),
         (lambda f: pd.concat([f, f.iloc[:1]]), "duplicated"),
+        (lambda f: f.assign(extra=1), "columns"),
     ],
 )
 def test_bad_tables_are_rejected(change, message):

@@ -1,4 +1,5 @@
 import argparse
+import shutil
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -8,10 +9,12 @@ import torch
 from torch import nn
 
 from mftma.cache import ActivationCache, cache_activations
+from mftma.cache.features import CachedSamples
 from mftma.cli import rollback as rollback_cli
 from mftma.errors import DataFileError, InputError
 from mftma.experiments.config import load_config
 from mftma.experiments.models import LayeredModel
+from mftma.experiments.run import Run
 from mftma.experiments.training import train
 from mftma.plotting import rollback_heatmaps
 from mftma.pipeline import rollback as rollback_module
@@ -36,6 +39,12 @@ METRIC_COLUMNS = {"test": "acc_test", "unpermuted": "acc_unpermuted", "permuted"
 def tiny_run(tmp_path_factory):
     """The shipped tiny config: an MLP with blocks fc1, fc2, logits trained for 4 epochs on 200 examples."""
     return train(load_config("tiny"), tmp_path_factory.mktemp("rollback") / "run", progress=False)
+
+
+def _fresh_copy(run, tmp_path):
+    """A copy of the run's training files without any results."""
+    copy = shutil.copytree(run.path, tmp_path / "run", ignore=shutil.ignore_patterns("results"))
+    return Run(copy)
 
 
 def accuracies(table, direction, k, epoch):
@@ -88,7 +97,8 @@ def test_rolled_back_state_swaps_parameters_and_buffers_of_exactly_those_blocks(
         rolled_back_state(final, {key: final[key] for key in list(final)[1:]}, ["a"])
 
 
-def test_rerun_computes_only_missing_cells_and_stale_rows_are_redone(tiny_run, monkeypatch):
+def test_rerun_computes_only_missing_cells_and_stale_rows_are_redone(tiny_run, tmp_path, monkeypatch):
+    tiny_run = _fresh_copy(tiny_run, tmp_path)  # other tests leave rollback rows in the shared run
     rollback(tiny_run, epochs=[0, 1])
     calls = []
     evaluate = rollback_module._EvaluationSets.accuracies
@@ -96,12 +106,15 @@ def test_rerun_computes_only_missing_cells_and_stale_rows_are_redone(tiny_run, m
                         lambda self, model: calls.append(1) or evaluate(self, model))
     table = rollback(tiny_run, epochs=[0, 1, 3], directions=["last"])
     assert len(calls) == 4  # k = 0..3 for epoch 3 only
-    assert load_rollback(tiny_run.path).equals(table)
+    assert set(table["direction"]) == {"last"} and set(table["epoch"]) == {0, 1, 3} and len(table) == 3 * 4 * 4
+    saved = load_rollback(tiny_run.path)
+    assert len(saved) == len(table) + 2 * 4 * 4  # direction "first" of epochs 0 and 1 is kept
+    pd.testing.assert_frame_equal(saved[saved["direction"] == "last"].reset_index(drop=True), table)
 
-    save_rollback(tiny_run.path, table.assign(final_epoch=99))  # as if written from another final checkpoint
+    save_rollback(tiny_run.path, saved.assign(source="other"))  # as if computed from other checkpoints
     calls.clear()
-    rollback(tiny_run, epochs=[0], directions=["last"])
-    assert len(calls) == 4
+    assert len(rollback(tiny_run, epochs=[0], directions=["last"])) == 4 * 4
+    assert len(calls) == 4 and len(load_rollback(tiny_run.path)) == 4 * 4
 
 
 def test_default_epochs_are_checkpoints_before_the_final_one(tiny_run):
@@ -128,7 +141,7 @@ def cached_run(tiny_run):
 
 def test_geometry_uses_the_cached_examples_and_reduction(cached_run):
     final = cached_run.checkpoint_epochs()[-1]
-    samples = rollback_module._CachedSamples(cached_run, None)
+    samples = CachedSamples(cached_run)
     with ActivationCache(cached_run.path / "activations.h5") as cache:
         for subset in cache.subsets:
             features = samples.features(cached_run.load_model(final), subset)

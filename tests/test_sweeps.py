@@ -11,8 +11,8 @@ import pytest
 from mftma.cli import flawed
 from mftma.errors import DataFileError, InputError
 from mftma.experiments.config import load_config
-from mftma.experiments.flawed.experiment import check_settings, flawed_config_names, load_experiment
-from mftma.experiments.flawed.sweeps import corruption_experiment, resolve_epoch, size_sweep
+from mftma.pipeline.flawed.experiment import check_settings, flawed_config_names, load_experiment
+from mftma.pipeline.flawed.sweeps import corruption_experiment, resolve_epoch, size_sweep
 from mftma.experiments.run import Run
 
 ANALYSIS_DIR = Path(__file__).resolve().parents[1] / "analysis"
@@ -43,7 +43,7 @@ def test_corruption_experiment_trains_each_kind_and_analyses_the_subsets_it_has(
     for kind in kinds:
         assert Run(out / "runs" / kind).metadata["corruption"] == kind
     subsets = geometry.groupby("kind")["subset"].unique().map(sorted).to_dict()
-    assert subsets == {"none": ["test", "unpermuted"], "random_labels": ["permuted", "restored", "test"],
+    assert subsets == {"none": ["test", "unpermuted"], "random_labels": ["permuted", "restored", "shuffled", "test"],
                        "shuffle_pixels": ["test", "unpermuted"]}
     assert set(geometry["at"]) == {"final"} and set(geometry["epoch"]) == {4}
     assert set(geometry["layer"]) == {"input", "fc1", "fc2", "logits"}
@@ -100,7 +100,7 @@ def test_shipped_flawed_configs_hold_valid_settings_for_their_experiment(name):
     assert name in flawed_config_names()
     config, settings = load_experiment(name)
     module, function = flawed.EXPERIMENTS[name.removeprefix("flawed_").removesuffix("_full")][:2]
-    experiment = getattr(importlib.import_module(f"mftma.experiments.flawed.{module}"), function)
+    experiment = getattr(importlib.import_module(f"mftma.pipeline.flawed.{module}"), function)
     assert check_settings(experiment, settings) == settings and config.training.epochs >= 1
 
 

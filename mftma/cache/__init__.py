@@ -2,10 +2,22 @@
 
 :func:`cache_activations` writes ``RUN_DIR/activations.h5`` (atomic, resumable, stale-detecting);
 :class:`ActivationCache` reads it back in the estimator's layout. The HDF5 layout is described in
-:mod:`mftma.cache.reader`.
+:mod:`mftma.cache.reader`. The names are imported on first use, so that reading a cache
+(:mod:`mftma.cache.reader`) does not import torch.
 """
-from mftma.cache.projection import LayerReduction, RandomProjection
-from mftma.cache.reader import ActivationCache
-from mftma.cache.writer import cache_activations
+import importlib
 
-__all__ = ["ActivationCache", "LayerReduction", "RandomProjection", "cache_activations"]
+_EXPORTS = {
+    "ActivationCache": "mftma.cache.reader",
+    "LayerReduction": "mftma.cache.projection",
+    "RandomProjection": "mftma.cache.projection",
+    "cache_activations": "mftma.cache.writer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mftma.cache' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

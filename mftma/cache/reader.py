@@ -38,6 +38,7 @@ run would record), so an old cache gains the null grouping without running the n
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -47,7 +48,9 @@ import numpy as np
 import pandas as pd
 
 from mftma.errors import DataFileError, InputError, MFTMAError
-from mftma.experiments.subsets import SUBSETS, shuffled_sample
+from mftma.estimator.validation import manifolds_from_rows
+from mftma.experiments.subsets import shuffled_sample
+from mftma.names import SUBSETS
 
 CACHE_FILE = "activations.h5"
 FORMAT_NAME = "mftma-activation-cache"
@@ -129,6 +132,7 @@ class ActivationCache:
             stored = list(self._h5.get("samples", {}))
         derived = ["shuffled"] if self.format_version == 1 and "permuted" in stored else []
         self._subsets = [name for name in SUBSETS if name in stored + derived]
+        self._digests: dict[tuple[str, str], str] = {}
 
     def __enter__(self) -> ActivationCache:
         return self
@@ -240,8 +244,39 @@ class ActivationCache:
         """The P class manifolds of one entry, each a float32 (N, M) array: the estimator's layout."""
         X, _ = self.features(epoch, layer, subset)
         sample = self._sample_attrs(subset)
-        stacked = X.reshape(int(sample["P"]), int(sample["M"]), X.shape[1])
-        return [np.ascontiguousarray(manifold.T) for manifold in stacked]
+        return manifolds_from_rows(X, int(sample["P"]), int(sample["M"]))
+
+    def entry_identity(self, epoch: int, layer: str, subset: str) -> str:
+        """A hash of what an entry was computed from: the checkpoint, the examples and the reduction.
+
+        Built from the epoch's ``weights_hash``, the subset's sample (indices, rows, labels, classes and
+        attributes) and the layer's ``/layers/LAYER`` attributes (shape, pooling, projection), so it
+        changes when the checkpoint, the sample or the projection behind the entry changes, e.g.
+        after ``mftma cache --rebuild`` with other weights.
+        """
+        group = self._h5.get(epoch_key(epoch))
+        selection = self._sample_attrs(subset)["selection"] if subset in self._subsets else None
+        if group is None or layer not in group or selection not in group[layer]:
+            raise DataFileError(f"{self.path} has no entry for epoch {epoch}, layer {layer!r}, subset {subset!r}")
+        weights = str(group.attrs["weights_hash"])
+        parts = [weights, self._digest("samples", subset), self._digest("layers", layer)]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def _digest(self, kind: str, name: str) -> str:
+        """SHA-256 of a subset's sample or a layer's record: attributes and arrays (memoized; the file is read-only)."""
+        if (kind, name) not in self._digests:
+            if kind == "samples":
+                record = self._sample(name)
+            else:
+                record = {key: _plain(value) for key, value in self._h5[kind][name].attrs.items()}
+            arrays = {key: value for key, value in record.items() if isinstance(value, np.ndarray)}
+            attrs = {key: value for key, value in record.items() if key not in arrays}
+            digest = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode())
+            for key in sorted(arrays):
+                array = np.ascontiguousarray(arrays[key], dtype=np.int64)
+                digest.update(f"|{key}|{array.shape}|".encode() + array.tobytes())
+            self._digests[kind, name] = digest.hexdigest()
+        return self._digests[kind, name]
 
     def _entry(self, epoch: int, layer: str, subset: str):
         self._check_name("epoch", epoch, self.epochs)

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "analyze",
     "plot",
     "rollback",
+    "claims",
     "detect-noise",
     "flawed",
     "simcap",

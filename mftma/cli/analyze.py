@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                         help="cached epochs to analyse (default: all)")
     parser.add_argument("--layers", nargs="+", metavar="LAYER", help="cached layers to analyse (default: all)")
     parser.add_argument("--subsets", nargs="+", metavar="SUBSET",
-                        help="subsets among unpermuted, permuted, restored, test (default: all cached)")
+                        help="subsets among unpermuted, permuted, restored, shuffled, test (default: all cached)")
     parser.add_argument("--kappa", type=float, default=0.0, help="MFTMA margin kappa (default: 0)")
     parser.add_argument("--n-t", type=int, default=200, metavar="N",
                         help="Gaussian t vectors per manifold in the anchor-point average (default: 200)")
@@ -59,7 +59,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from mftma.pipeline.analyze import analyze_run
-    from mftma.pipeline.results import RESULTS_CSV, RESULTS_H5, results_dir
+    from mftma.results.table import RESULTS_CSV, RESULTS_H5, results_dir
 
     table = analyze_run(
         args.run_dir, epochs=args.epochs, layers=args.layers, subsets=args.subsets, kappa=args.kappa,

@@ -47,7 +47,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from mftma.estimator.diagnostics import diagnose, load_manifolds
+    from mftma.estimator.diagnostics import diagnose
+    from mftma.pipeline.manifold_sources import load_manifolds
 
     manifolds, origin = load_manifolds(args.source, args.epoch, args.layer, args.subset)
     report = diagnose(manifolds, sample_counts=args.samples, n_t_values=args.n_t_values,

@@ -73,10 +73,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import importlib
 
-    from mftma.experiments.flawed.experiment import check_settings, load_experiment
+    from mftma.pipeline.flawed.experiment import check_settings, load_experiment
 
     module, function, _, _, _, tables, script = EXPERIMENTS[args.experiment]
-    experiment = getattr(importlib.import_module(f"mftma.experiments.flawed.{module}"), function)
+    experiment = getattr(importlib.import_module(f"mftma.pipeline.flawed.{module}"), function)
     config, settings = load_experiment(args.config)
     settings = check_settings(experiment, settings)
     if args.experiment in _USES_SCHEDULER:

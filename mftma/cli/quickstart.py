@@ -5,31 +5,38 @@ import argparse
 
 DESCRIPTION = """\
 Run the whole pipeline on the embedded default (MNIST-1D, a 1-D CNN, 30 % of the training labels permuted;
-mftma/configs/mnist1d.yaml): train, cache the activations of about a dozen log-spaced epochs (always 0, the
-best and the last epoch), analyze them (MFTMA capacity, radius, dimension, center correlation, data
-dimension, linear probes), run the layer-rollback grid and draw every figure. Everything goes to DIR:
+mftma/configs/mnist1d.yaml) for K runs that differ in every seed (data, corruption, model initialisation and
+training, cache): train, cache the activations of about a dozen log-spaced epochs (always 0, the best and
+the last epoch), analyze them (MFTMA capacity, radius, dimension, center correlation, data dimension, linear
+probes), run the layer-rollback grid and draw every figure. Everything goes to DIR:
 
-  DIR/run/                 the run directory (checkpoints, activations.h5, results/ with the tables
-                           and results/figures/)
-  DIR/summary.json         capacity, radius and dimension of each subset at the input and the final
-                           analysed layer at the best and the last epoch; test accuracy at both; the best
-                           rollback gain for the last k and the first k layers; the four claims
-                           (held: true/false, with their evidence and thresholds); time per stage
+  DIR/run_0/ ... run_<K-1>/  the run directories (checkpoints, activations.h5, results/ with the tables
+                             and results/figures/)
+  DIR/summary.json           per run: capacity, radius and dimension of each subset at the input and the
+                             final analysed layer at the best and the last epoch, test accuracy at both, the
+                             best rollback gains, the four claims and the time per stage; over the runs:
+                             each claim's statistics (margins, positive = holds) per seed, their mean, 95 %
+                             Student t interval over seeds and the verdict on the interval (held / not held /
+                             undecided), and the rollback gains likewise
 
-The full profile takes about 4 minutes on 2 idle CPU cores; `--profile ci` runs the same stages on a tiny
-run in seconds (for tests). Interrupted? Run the same command again: each stage keeps its finished work.
+One seed of the full profile takes about 2 minutes on 2 idle CPU cores; `--profile ci` runs the same stages
+on tiny runs in seconds (for tests). Interrupted? Run the same command again: each stage keeps its finished
+work. `mftma claims RUN_DIR...` gives the same verdicts for any analysed runs.
 """
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "quickstart", help="train, cache, analyze, plot and roll back the default run; write summary.json",
+        "quickstart", help="train, cache, analyze, plot and roll back K seeds of the default run; write summary.json",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     parser.add_argument("--profile", choices=["full", "ci"], default="full",
-                        help="full: the default MNIST-1D replication (minutes); ci: a tiny run with a cheap "
-                             "estimator (seconds) (default: full)")
+                        help="full: the default MNIST-1D replication (minutes per seed); ci: tiny runs with a "
+                             "cheap estimator (seconds) (default: full)")
+    parser.add_argument("--seeds", type=int, metavar="K",
+                        help="number of runs, each with all seeds shifted by its index (default: 3 for full, "
+                             "2 for ci)")
     parser.add_argument("--config", metavar="CONFIG",
                         help="run config (shipped name or YAML path) replacing the profile's config")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
@@ -38,18 +45,21 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from mftma.cli.claims import print_verdicts
     from mftma.pipeline.quickstart import SUMMARY_FILE, quickstart
 
-    summary = quickstart(args.out, profile=args.profile, config=args.config, progress=args.progress)
-    print(f"\nbest epoch {summary['best_epoch']} (test accuracy {summary['test_accuracy']['best']:.3f}), "
-          f"last epoch {summary['last_epoch']} (test accuracy {summary['test_accuracy']['last']:.3f})")
-    true_best = summary["true_best"]
-    if true_best["analysed_minus_true_epochs"]:
-        print(f"the true best epoch {true_best['epoch']} (test accuracy {true_best['test_accuracy']:.3f}) has no "
-              f"checkpoint; the analysed best is {true_best['analysed_minus_true_epochs']:+d} epochs from it, "
-              f"{true_best['test_accuracy_gap']:.3f} lower in test accuracy")
-    for key in "abcd":
-        claim = summary["claims"][key]
-        print(f"claim ({key}) {'held' if claim['held'] else 'did NOT hold'}: {claim['claim']}")
+    summary = quickstart(args.out, profile=args.profile, config=args.config, seeds=args.seeds,
+                         progress=args.progress)
+    print()
+    for run_summary in summary["runs"]:
+        print(f"{run_summary['run_dir']}: best epoch {run_summary['best_epoch']} (test accuracy "
+              f"{run_summary['test_accuracy']['best']:.3f}), last epoch {run_summary['last_epoch']} "
+              f"(test accuracy {run_summary['test_accuracy']['last']:.3f})")
+        true_best = run_summary["true_best"]
+        if true_best["analysed_minus_true_epochs"]:
+            print(f"  the true best epoch {true_best['epoch']} (test accuracy {true_best['test_accuracy']:.3f}) has "
+                  f"no checkpoint; the analysed best is {true_best['analysed_minus_true_epochs']:+d} epochs from it, "
+                  f"{true_best['test_accuracy_gap']:.3f} lower in test accuracy")
+    print_verdicts(summary)
     print(f"summary: {args.out}/{SUMMARY_FILE}")
     return 0

@@ -12,8 +12,8 @@ the same permuted examples against their true labels (`restored`). k = 0 is the 
 
 The table (one row per direction, k, epoch and subset) goes to RUN_DIR/results/rollback.csv and
 rollback.h5 after every epoch e, and the k x e heatmaps of the accuracy change to
-RUN_DIR/results/figures/rollback.png and .pdf. Rerunning skips finished cells; cells computed from an
-older final checkpoint are recomputed.
+RUN_DIR/results/figures/rollback.png and .pdf. Rerunning skips finished cells; every row records the
+weights of the two checkpoints it came from, and rows of older or replaced checkpoints are recomputed.
 
 With --geometry, the MFTMA capacity, radius and dimension of the rolled-back networks' layers are also
 measured on the examples of the activation cache (run `mftma cache RUN_DIR` first), reduced the same way,
@@ -48,22 +48,22 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from mftma.pipeline.rollback import DIRECTIONS, rollback, rollback_csv_path, rollback_geometry
+    from mftma.pipeline.rollback import DIRECTIONS, load_rollback, rollback, rollback_csv_path, rollback_geometry
 
     directions = DIRECTIONS if args.direction == "both" else (args.direction,)
     grid = dict(ks=args.k, epochs=args.epochs, directions=directions, progress=args.progress)
     table = rollback(args.run_dir, **grid)
-    print(f"{rollback_csv_path(args.run_dir)}: {len(table)} rows")
+    print(f"{rollback_csv_path(args.run_dir)}: {len(table)} rows for this call")
     if args.geometry:
         geometry = rollback_geometry(args.run_dir, layers=args.layers, n_t=args.n_t, n_reps=args.n_reps, **grid)
-        print(f"{rollback_csv_path(args.run_dir).with_name('rollback_geometry.csv')}: {len(geometry)} rows")
+        print(f"{rollback_csv_path(args.run_dir).with_name('rollback_geometry.csv')}: {len(geometry)} rows for this call")
     if args.plot:
         import matplotlib.pyplot as plt
 
         from mftma.plotting import rollback_heatmaps, save_figure
-        from mftma.plotting.figures import figures_dir
+        from mftma.pipeline.figures import figures_dir
 
-        figure = rollback_heatmaps(table)
+        figure = rollback_heatmaps(load_rollback(args.run_dir))
         for path in save_figure(figure, figures_dir(args.run_dir) / "rollback"):
             print(f"wrote {path}")
         plt.close(figure)

@@ -58,7 +58,7 @@ def run(args) -> int:
     import json
 
     from mftma.estimator.analysis import analyze_manifolds
-    from mftma.estimator.diagnostics import load_manifolds
+    from mftma.pipeline.manifold_sources import load_manifolds
     from mftma.estimator.simulated import simulated_capacity
     from mftma.atomic import atomic_path
 

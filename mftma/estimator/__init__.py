@@ -4,4 +4,13 @@
 #: coordinates they are drawn in), so that stored results of another revision are not reused as if equal.
 #: 2: t vectors per manifold from child seeds, in Cholesky coordinates (this revision's numbers differ from
 #: revision 1's by sampling noise).
-SEEDED_RESULTS_REVISION = 2
+#: 3: the center-structure search adds uniformly random restarts to the warm ones (another optimum on
+#: cells whose search had several).
+SEEDED_RESULTS_REVISION = 3
+
+#: Default margin kappa of the anchor-point analysis (docs/method.md §2).
+DEFAULT_KAPPA = 0.0
+#: Default number of Gaussian t vectors per manifold (docs/method.md §2).
+DEFAULT_N_T = 200
+#: Default number of random draws of the center-structure search per rank (docs/method.md §2).
+DEFAULT_N_REPS = 10

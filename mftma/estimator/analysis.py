@@ -16,6 +16,7 @@ import numpy as np
 import scipy.linalg
 
 from mftma.errors import InputError
+from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T
 from mftma.estimator.anchor import anchor_geometry
 from mftma.estimator.backends import select_backend
 from mftma.estimator.correlation import (
@@ -38,6 +39,13 @@ class GeometryResult:
         Mean absolute cosine between the manifold centers, before removing their common structure.
     K : int
         Number of common center directions removed.
+    structure : dict
+        How decided the center-structure search was (``mftma.estimator.correlation``):
+        ``structure_agreement``, the share of rank K's restarts that reached the chosen optimum;
+        ``structure_objective``, the residual mean |correlation| that chose K; ``runner_up_objective``
+        and ``runner_up_K``, those of the best other rank tried (0 and the center correlation when no
+        other rank was tried). A low agreement or a runner-up close to the objective flags a cell
+        whose K or directions another seed could change.
     settings : dict
         ``kappa``, ``n_t``, ``n_reps``, ``seed``, ``backend`` (resolved) and ``t_vecs``
         (``"given"`` or ``"seeded"``).
@@ -51,6 +59,7 @@ class GeometryResult:
     dimension: np.ndarray
     center_correlation: float
     K: int
+    structure: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
@@ -70,13 +79,14 @@ class GeometryResult:
         return float(np.mean(self.dimension))
 
     def summary(self) -> dict:
-        """The averages, ``center_correlation`` and ``K``, keyed by those names."""
+        """The averages, ``center_correlation``, ``K`` and the :attr:`structure` entries, keyed by those names."""
         return {
             "capacity": self.capacity_avg,
             "radius": self.radius_avg,
             "dimension": self.dimension_avg,
             "center_correlation": self.center_correlation,
             "K": self.K,
+            **self.structure,
         }
 
     def to_frame(self):
@@ -86,8 +96,7 @@ class GeometryResult:
         -------
         pandas.DataFrame
             Columns ``manifold`` (nullable integer), ``metric`` and ``value``. Per-manifold metrics are
-            ``capacity``, ``radius`` and ``dimension``; the summary rows hold their averages,
-            ``center_correlation`` and ``K``.
+            ``capacity``, ``radius`` and ``dimension``; the summary rows hold :meth:`summary`.
         """
         import pandas as pd
 
@@ -333,11 +342,11 @@ def seeded_t_vecs(dims: list[int], n_t: int, seed: np.random.SeedSequence, progr
 
 def analyze_manifolds(
     manifolds,
-    kappa: float = 0.0,
-    n_t: int = 200,
+    kappa: float = DEFAULT_KAPPA,
+    n_t: int = DEFAULT_N_T,
     *,
     t_vecs=None,
-    n_reps: int = 10,
+    n_reps: int = DEFAULT_N_REPS,
     seed: int | None = None,
     backend: str = "auto",
     progress: bool = False,
@@ -356,7 +365,7 @@ def analyze_manifolds(
         t vectors to use instead of seeded ones, in the reference's coordinates (the QR basis of
         each manifold), so that the same t vectors give the reference's numbers.
     n_reps : int
-        Random restarts per rank in the center-structure search.
+        Warm restarts per rank in the center-structure search; as many uniformly random ones are added.
     seed : int, optional
         Seed of the restarts and t vectors; the result is deterministic given it.
     backend : str
@@ -434,8 +443,15 @@ def _analyze(manifolds, kappa, n_t, t_vecs, n_reps, seed, backend, progress) -> 
         "backend": resolved,
         "t_vecs": "given" if given else "seeded",
     }
+    runner_up_K, runner_up_objective = structure.runner_up
+    decision = {
+        "structure_agreement": structure.agreement,
+        "structure_objective": structure.objective,
+        "runner_up_objective": runner_up_objective,
+        "runner_up_K": runner_up_K,
+    }
     return GeometryResult(
-        capacity, radius, dimension, structure.center_correlation, structure.K, settings, timings
+        capacity, radius, dimension, structure.center_correlation, structure.K, decision, settings, timings
     )
 
 
@@ -464,7 +480,8 @@ class ManifoldAnalysis:
     (4,)
     """
 
-    def __init__(self, kappa=0.0, n_t=200, n_reps=10, seed=None, backend="auto", progress=False):
+    def __init__(self, kappa=DEFAULT_KAPPA, n_t=DEFAULT_N_T, n_reps=DEFAULT_N_REPS, seed=None, backend="auto",
+                 progress=False):
         self.kappa = kappa
         self.n_t = n_t
         self.n_reps = n_reps

@@ -15,6 +15,7 @@ import numpy as np
 from numba.typed import List
 
 from mftma.estimator.backends import cone_projection_solver
+from mftma.estimator import DEFAULT_KAPPA
 
 #: ``||v - t||`` below this: t is treated as interior and gets its max-projection point (reference).
 INTERIOR_TOL = 1e-8
@@ -177,7 +178,7 @@ def _manifold_geometries(points, t_vecs, residuals, kappa):
     return geometry
 
 
-def anchor_geometry(points, t_vecs, kappa=0.0, backend="auto"):
+def anchor_geometry(points, t_vecs, kappa=DEFAULT_KAPPA, backend="auto"):
     """Capacity, radius and dimension of each manifold from its anchor points.
 
     Parameters
@@ -214,7 +215,7 @@ def anchor_geometry(points, t_vecs, kappa=0.0, backend="auto"):
     return capacity, radius, dimension
 
 
-def each_manifold_geometry(sD1, t_vec, kappa=0.0, backend="auto"):
+def each_manifold_geometry(sD1, t_vec, kappa=DEFAULT_KAPPA, backend="auto"):
     """Capacity, radius and dimension of one manifold (see :func:`anchor_geometry`).
 
     Parameters

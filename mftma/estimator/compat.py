@@ -11,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from mftma.errors import InputError
+from mftma.estimator import DEFAULT_N_REPS
 from mftma.estimator.anchor import INTERIOR_TOL, each_manifold_geometry
 from mftma.estimator.validation import check_count, check_kappa, check_points, check_t_vecs
 
 
-def manifold_analysis_corr(XtotT, kappa, n_t, t_vecs=None, n_reps=10, *, backend="auto", seed=None, progress=False):
+def manifold_analysis_corr(XtotT, kappa, n_t, t_vecs=None, n_reps=DEFAULT_N_REPS, *, backend="auto", seed=None,
+                           progress=False):
     """Capacity, radius and dimension of P manifolds after removing their common center structure.
 
     Parameters
@@ -29,7 +31,7 @@ def manifold_analysis_corr(XtotT, kappa, n_t, t_vecs=None, n_reps=10, *, backend
     t_vecs : list of P array_like (min(N, M_p) + 1, n_t), optional
         t vectors to use instead of seeded ones.
     n_reps : int
-        Restarts per rank of the center-structure search.
+        Warm restarts per rank of the center-structure search (as many random ones are added).
     backend, seed, progress
         See :func:`mftma.estimator.analysis.analyze_manifolds`.
 

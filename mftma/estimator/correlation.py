@@ -7,8 +7,12 @@ orthonormal ``V`` (d, K) minimising
     F(V) = 1/2 sum_{mu,nu} (C_mu,nu - c_mu . c_nu)^2 / (c0_mu c0_nu),
     C = X X^T,  c = X V,  c0_mu = C_mu,mu - |c_mu|^2,
 
-is searched from ``n_reps`` random starting points, and the start whose solution keeps the largest
-minimum fraction of a center's norm (the reference's "stability") is kept. The loop stops when the
+is searched from ``n_reps`` warm starting points (a random direction beside the rank below's
+solution) and as many uniformly random ones, and the solution that keeps the largest minimum
+fraction of a center's norm (the reference's "stability") among all of them is kept. Warm starts
+alone let one poor rank-1 choice trap every restart above it; random ones alone miss optima that
+the warm ones find. The share of restarts reaching the kept optimum and the runner-up rank are
+reported (:class:`CenterStructure`), so that results can flag a choice another seed might change. The loop stops when the
 residual correlation rose three times in a row, and K* minimises the residual mean |correlation|,
 as in the reference implementation. The K* directions are projected out of every manifold
 (:func:`remove_center_structure`).
@@ -33,6 +37,7 @@ import numba
 import numpy as np
 
 from mftma.errors import InputError, MFTMAWarning
+from mftma.estimator import DEFAULT_N_REPS
 
 #: Rank search stops once the residual correlation rose this many times in a row (reference).
 RISES_TO_STOP = 3
@@ -52,6 +57,12 @@ MAX_BACKTRACKS = 30
 MEMORY = 10
 #: A center keeping less than this fraction of its squared norm outside V makes the cost +inf.
 RESIDUAL_FLOOR = 1e-12
+#: Uniformly random restarts per rank, per warm one (see :func:`_starting_points`).
+RANDOM_PER_WARM = 1
+#: Two restarts reached the same optimum when the projectors on their subspaces differ by less than
+#: this (Frobenius norm; distinct optima of real layers differ by 0.1 or more, one optimum's solutions
+#: by about the gradient tolerance).
+SAME_OPTIMUM = 1e-3
 #: A manifold whose center keeps less than this fraction of its norm after the common directions are
 #: removed gets a warning (its radius is relative to that remainder).
 KEPT_NORM_WARNING = 0.01
@@ -71,12 +82,36 @@ class CenterStructure:
         Mean absolute cosine left after removing K = 1, 2, ... directions.
     directions : ndarray, (N, K)
         Orthonormal common directions, in feature space.
+    agreements : ndarray, (number of ranks tried,)
+        Share of each rank's restarts that reached the optimum kept for it (the same subspace,
+        see :data:`SAME_OPTIMUM`): low values flag a choice that another draw could change.
     """
 
     center_correlation: float
     K: int
     residual_correlations: np.ndarray
     directions: np.ndarray
+    agreements: np.ndarray
+
+    @property
+    def objective(self) -> float:
+        """The residual mean |correlation| that chose K (the center correlation when K = 0)."""
+        return float(self.residual_correlations[self.K - 1]) if self.K else self.center_correlation
+
+    @property
+    def agreement(self) -> float:
+        """Share of rank K's restarts that reached the chosen optimum (1 when K = 0: nothing was searched)."""
+        return float(self.agreements[self.K - 1]) if self.K else 1.0
+
+    @property
+    def runner_up(self) -> tuple[int, float]:
+        """``(K, residual correlation)`` of the best other rank tried; ``(0, center_correlation)``
+        (removing nothing) when no other rank was tried."""
+        others = [(value, rank) for rank, value in enumerate(self.residual_correlations, 1) if rank != self.K]
+        if not others:
+            return 0, self.center_correlation
+        value, rank = min(others)
+        return rank, float(value)
 
 
 def mean_abs_correlation(gram: np.ndarray) -> float:
@@ -348,29 +383,41 @@ def _optimize_restarts(coordinates, gram, starts, max_iterations, gradient_tol):
 def _starting_points(
     coordinates: np.ndarray, previous: np.ndarray, count: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Starting points for the next rank: a random combination of the centers beside ``previous``.
+    """Starting points for the next rank: ``count`` warm ones and :data:`RANDOM_PER_WARM` times as many
+    uniformly random ones.
 
-    This is the initialisation the reference implementation builds (its optimiser call then ignored
-    it and started at random); continuing from the previous rank's solution finds the most stable
-    minimum far more reliably than random starts.
+    A warm start is a random combination of the centers beside ``previous`` (the rank below's
+    solution; the initialisation the reference implementation builds, though its optimiser then
+    started at random). A random start is uniform on the Grassmann manifold (the QR factor of a
+    Gaussian matrix), so that a poor rank-(K-1) choice cannot trap every restart of rank K. The
+    draws come from ``rng`` in this order, independent of the threads that optimise them.
 
     Returns
     -------
-    ndarray, (count, d, K + 1)
+    ndarray, ((1 + RANDOM_PER_WARM) count, d, K + 1)
     """
+    dim, rank = coordinates.shape[1], previous.shape[1] + 1
     starts = []
     for _ in range(count):
         combination = coordinates.T @ rng.standard_normal(coordinates.shape[0])
         starts.append(np.linalg.qr(np.column_stack([combination, previous]))[0])
+    for _ in range(RANDOM_PER_WARM * count):
+        starts.append(np.linalg.qr(rng.standard_normal((dim, rank)))[0])
     return np.stack(starts)
 
 
-def _most_stable(coordinates: np.ndarray, gram: np.ndarray, solutions: np.ndarray) -> tuple[np.ndarray, float]:
-    """The solution whose smallest kept fraction of a center's norm is largest (first on ties), and that fraction."""
+def _stabilities(coordinates: np.ndarray, gram: np.ndarray, solutions: np.ndarray) -> np.ndarray:
+    """Each solution's stability: the smallest fraction of a center's squared norm it leaves outside."""
     squared_norms = np.diag(gram)
-    kept = [np.min((squared_norms - np.sum((coordinates @ v) ** 2, axis=1)) / squared_norms) for v in solutions]
-    best = int(np.argmax(kept))
-    return solutions[best], kept[best]
+    projections = np.einsum("pd,rdk->rpk", coordinates, solutions)
+    return np.min((squared_norms - np.sum(projections**2, axis=2)) / squared_norms, axis=1)
+
+
+def _agreement(solutions: np.ndarray, chosen: int) -> float:
+    """Share of ``solutions`` spanning the same subspace as ``solutions[chosen]`` (see :data:`SAME_OPTIMUM`)."""
+    projector = solutions[chosen] @ solutions[chosen].T
+    distances = [np.linalg.norm(v @ v.T - projector) for v in solutions]
+    return float(np.mean(np.asarray(distances) < SAME_OPTIMUM))
 
 
 def _stop_rule(residuals: list[float]) -> bool:
@@ -383,7 +430,7 @@ def _stop_rule(residuals: list[float]) -> bool:
 
 def low_rank_center_structure(
     centers: np.ndarray,
-    n_reps: int = 10,
+    n_reps: int = DEFAULT_N_REPS,
     rng: np.random.Generator | None = None,
     progress: bool = False,
 ) -> CenterStructure:
@@ -394,7 +441,7 @@ def low_rank_center_structure(
     centers : ndarray, (N, P)
         Manifold centers as columns, P >= 2.
     n_reps : int
-        Random restarts per rank.
+        Warm restarts per rank; :data:`RANDOM_PER_WARM` times as many uniformly random ones are added.
     rng : numpy.random.Generator, optional
         Source of the random starting points (a fresh unseeded one if None).
     progress : bool
@@ -432,22 +479,30 @@ def low_rank_center_structure(
         )
     correlation = mean_abs_correlation(gram)
     dim = coordinates.shape[1]
-    solutions, residuals = [], []
+    solutions, residuals, agreements = [], [], []
     for rank in tqdm(range(1, largest_rank(coordinates) + 1), desc="center structure", disable=not progress):
         starts = _starting_points(coordinates, solutions[-1] if solutions else np.zeros((dim, 0)), n_reps, rng)
         candidates, _ = _optimize_restarts(coordinates, gram, starts, MAX_ITERATIONS, GRADIENT_TOL)
-        best, kept = _most_stable(coordinates, gram, candidates)
-        if kept <= RESIDUAL_FLOOR:
+        stabilities = _stabilities(coordinates, gram, candidates)
+        chosen = int(np.argmax(stabilities))
+        if stabilities[chosen] <= RESIDUAL_FLOOR:
             break  # every restart left a center inside the directions: higher ranks cannot do better
-        projections = coordinates @ best
-        solutions.append(best)
+        projections = coordinates @ candidates[chosen]
+        solutions.append(candidates[chosen])
         residuals.append(mean_abs_correlation(gram - projections @ projections.T))
+        agreements.append(_agreement(candidates, chosen))
         if _stop_rule(residuals):
             break
     if not solutions:
-        return CenterStructure(correlation, 0, np.empty(0), np.zeros((centers.shape[0], 0)))
+        return CenterStructure(correlation, 0, np.empty(0), np.zeros((centers.shape[0], 0)), np.empty(0))
     best_rank = int(np.argmin(residuals)) + 1
-    return CenterStructure(correlation, best_rank, np.asarray(residuals), basis.directions(solutions[best_rank - 1]))
+    return CenterStructure(
+        correlation,
+        best_rank,
+        np.asarray(residuals),
+        basis.directions(solutions[best_rank - 1]),
+        np.asarray(agreements),
+    )
 
 
 def _projected_center_norm(center: np.ndarray, directions: np.ndarray, index: int) -> float:

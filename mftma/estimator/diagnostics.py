@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mftma.errors import DataFileError, InputError
+from mftma.errors import InputError
+from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T
 from mftma.estimator.analysis import analyze_manifolds
 from mftma.estimator.validation import check_count, check_manifolds
 
@@ -91,10 +92,10 @@ def diagnose(
     sample_counts=None,
     n_t_values=(50, 100, 200, 400),
     projection_dims=None,
-    n_t: int = 200,
+    n_t: int = DEFAULT_N_T,
     n_seeds: int = 5,
-    kappa: float = 0.0,
-    n_reps: int = 10,
+    kappa: float = DEFAULT_KAPPA,
+    n_reps: int = DEFAULT_N_REPS,
     seed: int = 0,
     progress: bool = False,
 ) -> Diagnosis:
@@ -163,74 +164,6 @@ def diagnose(
     settings = {"P": len(checked), "N": features, "M": smallest, "n_t": n_t, "n_seeds": n_seeds, "kappa": kappa,
                 "n_reps": n_reps, "seed": seed}
     return Diagnosis(table, runs, _verdicts(table, n_t), settings)
-
-
-def load_manifolds(source, epoch=None, layer=None, subset=None) -> tuple[list[np.ndarray], str]:
-    """One layer's manifolds from a run directory's activation cache, an .npz or an .h5 file.
-
-    Parameters
-    ----------
-    source : str or pathlib.Path
-        A run directory (or its ``activations.h5``): the entry ``epoch``, ``layer``, ``subset`` (default:
-        last epoch, last layer, first cached subset). Otherwise an ``.npz`` or ``.h5`` file with an array
-        ``manifolds`` shaped (P, N, M), or holding only that one array.
-    epoch, layer, subset
-        The cache entry; ignored for plain array files.
-
-    Returns
-    -------
-    (list of (N, M_p) arrays, str)
-        The manifolds and a short description of where they came from.
-    """
-    path = Path(source)
-    if not path.exists():
-        raise DataFileError(f"{path} does not exist")
-    if path.is_dir() or _is_activation_cache(path):
-        return _cache_manifolds(path, epoch, layer, subset)
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError) as error:
-            raise DataFileError(f"{path} is not a readable .npz file: {error}") from None
-    elif path.suffix in (".h5", ".hdf5"):
-        arrays = _h5_arrays(path)
-    else:
-        raise InputError(f"{path}: expected a run directory, an .npz or an .h5 file")
-    if "manifolds" in arrays:
-        array = arrays["manifolds"]
-    elif len(arrays) == 1:
-        array = next(iter(arrays.values()))
-    else:
-        raise DataFileError(f"{path} holds {sorted(arrays)}; name the (P, N, M) array 'manifolds'")
-    return list(check_manifolds(array)), str(path)
-
-
-def _is_activation_cache(path: Path) -> bool:
-    from mftma.cache.reader import CACHE_FILE
-
-    return path.name == CACHE_FILE
-
-
-def _cache_manifolds(path, epoch, layer, subset):
-    from mftma.cache.reader import ActivationCache
-
-    with ActivationCache(path) as cache:
-        epoch = cache.epochs[-1] if epoch is None else epoch
-        layer = cache.layers[-1] if layer is None else layer
-        subset = cache.subsets[0] if subset is None else subset
-        manifolds = cache.manifolds(epoch, layer, subset)
-    return manifolds, f"{path} epoch {epoch}, layer {layer}, subset {subset}"
-
-
-def _h5_arrays(path):
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as h5:
-            return {name: h5[name][()] for name in h5 if isinstance(h5[name], h5py.Dataset)}
-    except OSError as error:
-        raise DataFileError(f"{path} is not a readable HDF5 file: {error}") from None
 
 
 def _counts(values, defaults, name, minimum, maximum=None) -> list[int]:

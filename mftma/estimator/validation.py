@@ -150,3 +150,20 @@ def check_t_vecs(t_vecs, dims: list[int], n_t: int) -> list[np.ndarray]:
             )
         checked.append(matrix)
     return checked
+
+
+def manifolds_from_rows(rows: np.ndarray, P: int, M: int) -> list[np.ndarray]:
+    """Split ``(P * M, N)`` rows, grouped manifold by manifold, into P contiguous ``(N, M)`` manifolds.
+
+    The layout of a subset sample and of the activation cache (one row per example) turned into the
+    estimator's (features x samples per manifold).
+
+    Examples
+    --------
+    >>> [m.shape for m in manifolds_from_rows(np.zeros((6, 4)), P=2, M=3)]
+    [(4, 3), (4, 3)]
+    """
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.shape[0] != P * M:
+        raise InputError(f"expected {P} x {M} = {P * M} rows of features, got an array shaped {rows.shape}")
+    return [np.ascontiguousarray(block.T) for block in rows.reshape(P, M, rows.shape[1])]

@@ -33,7 +33,7 @@ from mftma.errors import DataFileError, InputError
 from mftma.experiments.corruptions import CORRUPTIONS
 from mftma.experiments.datasets import DATASET_NAMES
 from mftma.experiments.models import MODEL_NAMES
-from mftma.experiments.subsets import SUBSETS
+from mftma.names import SUBSETS
 
 OPTIMIZERS = ("sgd", "adam")
 #: Learning-rate schedules, applied per epoch: constant; step (multiply by ``gamma`` at each epoch in
@@ -44,8 +44,6 @@ PROJECTIONS = ("gaussian", "sparse")
 #: Storage types of cached features: float16 halves the disk and keeps MFTMA and probe results within
 #: sampling error (README, "Disk"); values beyond float16's range (65504) are refused.
 CACHE_DTYPES = ("float32", "float16")
-#: Example configs shipped in ``mftma/configs``; ``load_config`` accepts these names instead of paths.
-DEFAULT_CONFIG = "mnist1d"
 
 
 def _number(value, kind, name, *, minimum=None, allow_none=False):

@@ -34,13 +34,16 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mftma.errors import InputError
-from mftma.experiments.corruptions import CorruptionRecord
+from mftma.names import SUBSETS
 
-SUBSETS = ("unpermuted", "permuted", "restored", "shuffled", "test")
+if TYPE_CHECKING:  # the cache reader uses this module and imports no torch
+    from mftma.experiments.corruptions import CorruptionRecord
+
 #: The example selection each grouping draws on: groupings of one selection hold the same examples.
 SELECTIONS = {"unpermuted": "kept", "permuted": "randomized", "restored": "randomized", "shuffled": "randomized",
               "test": "test"}

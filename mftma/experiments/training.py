@@ -42,6 +42,7 @@ from mftma.devices import resolve_device
 from mftma.errors import DataFileError, InputError, TrainingDivergedError
 from mftma.experiments import checkpoints, example_signals
 from mftma.experiments.config import RunConfig, TrainingConfig
+from mftma.experiments.evaluation import accuracy, predict
 from mftma.experiments.models import build_model
 from mftma.experiments.run import (
     CONFIG_FILE,
@@ -55,7 +56,6 @@ from mftma.experiments.run import (
 )
 from mftma.run_lock import LOCK_FILE, run_directory_lock
 
-_EVAL_BATCH = 1024
 
 
 def train(
@@ -226,29 +226,16 @@ def _diverged(epoch: int, problem: str) -> TrainingDivergedError:
         "other settings) and train into a new --out directory")
 
 
-@torch.no_grad()
-def _predict(model, x, device):
-    """Logits for ``x`` in eval mode, batch by batch, on the CPU."""
-    model.eval()
-    return torch.cat([model(batch.to(device)).cpu() for batch in x.split(_EVAL_BATCH)])
-
-
-def _accuracy(logits, labels):
-    if len(labels) == 0:
-        return float("nan")
-    return (logits.argmax(dim=1) == labels).double().mean().item()
-
-
 def _evaluate(train_logits, test_logits, data) -> dict[str, float]:
     permuted = data.permuted
     return {
         "train_loss_eval": nn.functional.cross_entropy(train_logits, data.y_train).item(),
-        "acc_train": _accuracy(train_logits, data.y_train),
-        "acc_unpermuted": _accuracy(train_logits[~permuted], data.y_train[~permuted]),
-        "acc_permuted": _accuracy(train_logits[permuted], data.y_train[permuted]),
-        "acc_permuted_true": _accuracy(train_logits[permuted], data.y_true[permuted]),
+        "acc_train": accuracy(train_logits, data.y_train),
+        "acc_unpermuted": accuracy(train_logits[~permuted], data.y_train[~permuted]),
+        "acc_permuted": accuracy(train_logits[permuted], data.y_train[permuted]),
+        "acc_permuted_true": accuracy(train_logits[permuted], data.y_true[permuted]),
         "loss_test": nn.functional.cross_entropy(test_logits, data.y_test).item(),
-        "acc_test": _accuracy(test_logits, data.y_test),
+        "acc_test": accuracy(test_logits, data.y_test),
     }
 
 
@@ -257,8 +244,8 @@ def _finish_epoch(run_dir, epoch, model, optimizer, generator, data, rows, sched
     """Evaluate and check finiteness, then write the metrics, the example signals, the checkpoints and
     (last, committing) the resume state."""
     began = time.perf_counter() if began is None else began
-    train_logits = _predict(model, data.x_train, data.device)
-    evaluation = _evaluate(train_logits, _predict(model, data.x_test, data.device), data)
+    train_logits = predict(model, data.x_train, data.device)
+    evaluation = _evaluate(train_logits, predict(model, data.x_test, data.device), data)
     weights = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     _check_finite(epoch, weights, evaluation)
     train_loss_eval = evaluation.pop("train_loss_eval")

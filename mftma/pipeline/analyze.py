@@ -10,10 +10,22 @@ Workers of an existing cluster must see the run directory at the same path (shar
 
 Incremental: the client writes every finished cell at once, atomically, as a small JSON record
 ``RUN_DIR/results/cells/<settings key>/e0003-l002-permuted.json``. The settings key is a hash of the
-estimator and probe settings and of the cache's identity (run settings hash, cache settings), so a
-rerun skips finished cells, an interrupted analysis resumes where it stopped, and changed settings
-or a rebuilt cache never reuse old cells. Every estimator and probe call uses the same seed, so
-differences between cells are not blurred by different random draws.
+estimator and probe settings (the estimator's seeded-results revision included) and of the cache's
+settings; each record also holds the cell's *identity*, a hash of what its cache entry was computed
+from (:meth:`~mftma.cache.reader.ActivationCache.entry_identity`: the checkpoint's weights hash, the
+examples, the layer's reduction; for ``test`` also the unpermuted entry its transfer probe trains on).
+A record is reused only when its settings key and identity both match, so a rerun skips finished
+cells, an interrupted analysis resumes where it stopped, and other settings, a rebuilt cache or a
+changed checkpoint recompute exactly the affected cells. Every estimator and probe call uses the same
+seed, so differences between cells are not blurred by different random draws.
+
+The saved table holds every stored cell of every settings key whose identity matches the current
+cache, so analyses with different settings add rows side by side and never drop each other's.
+
+A cell whose cache entry cannot be read (damaged) or holds non-finite values is stored as an *error
+record* (retried by the next run, never taken as finished); :func:`analyze_run` saves the table of the
+other cells and then raises a :class:`~mftma.errors.DataFileError` naming the failed cells and the
+command that repairs them.
 """
 from __future__ import annotations
 
@@ -27,12 +39,13 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from mftma.atomic import atomic_path
 from mftma.errors import DataFileError, InputError
-from mftma.estimator import SEEDED_RESULTS_REVISION
-from mftma.pipeline.results import results_dir, save_results, validate_results
+from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T, SEEDED_RESULTS_REVISION
+from mftma.results.table import RESULT_COLUMNS, results_dir, save_results, validate_results
 from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER, resolve_backend
 from mftma.run_lock import run_directory_lock
 
@@ -63,9 +76,9 @@ def analyze_run(
     epochs: Sequence[int] | None = None,
     layers: Sequence[str] | None = None,
     subsets: Sequence[str] | None = None,
-    kappa: float = 0.0,
-    n_t: int = 200,
-    n_reps: int = 10,
+    kappa: float = DEFAULT_KAPPA,
+    n_t: int = DEFAULT_N_T,
+    n_reps: int = DEFAULT_N_REPS,
     seed: int = 0,
     probes: bool = True,
     probe_folds: int = DEFAULT_FOLDS,
@@ -107,22 +120,25 @@ def analyze_run(
     progress : bool
         Show a progress bar with the time remaining.
     on_cell_done : callable, optional
-        Called with each cell's record right after it is stored (e.g. to log or to stop early).
+        Called with each cell's record right after it is stored (e.g. to log or to stop early); a
+        failed cell's record has an ``error`` message instead of ``metrics``.
 
     Returns
     -------
     pandas.DataFrame
-        The results table (:mod:`mftma.pipeline.results`) of every cell stored under these
-        settings, also written to ``RUN_DIR/results/results.h5`` and ``results.csv``;
-        ``attrs["settings"]`` holds the settings and their key.
+        What the call asked for: the rows of the requested cells under these settings
+        (:mod:`mftma.results.table`); ``attrs["settings"]`` maps their settings key to the
+        settings. ``RUN_DIR/results/results.h5`` and ``results.csv`` get the whole table: every
+        current cell of every settings analysed so far.
 
     Raises
     ------
     InputError
         Bad settings, or names that are not in the cache.
     DataFileError
-        The activation cache is missing, foreign or incomplete for a requested cell, or another
-        process writes into the run directory (see :mod:`mftma.run_lock`).
+        The activation cache is missing, foreign or incomplete for a requested cell, another
+        process writes into the run directory (see :mod:`mftma.run_lock`), or some cells failed
+        (damaged or non-finite cache entries; raised after the other cells are saved).
 
     Examples
     --------
@@ -143,33 +159,63 @@ def analyze_run(
     cache_path = run_dir / CACHE_FILE
     with run_directory_lock(run_dir, "analysis"):
         with ActivationCache(cache_path) as cache:
-            cells = select_cells(cache, epochs, layers, subsets)
+            entries = complete_entries(cache)
+            cells = select_cells(cache, epochs, layers, subsets, entries=entries)
             probe = _probe_settings(cache, cells, probe_folds, probe_C, seed, probe_backend) if probes else None
             settings = analysis_settings(cache, kappa=kappa, n_t=n_t, n_reps=n_reps, seed=seed, probe=probe)
-        store = CellStore(results_dir(run_dir) / CELLS_DIRNAME, settings)
-        pending = [cell for cell in cells if not store.has(cell)]
+            identities = cell_identities(cache, entries)
+        store = CellStore(results_dir(run_dir) / CELLS_DIRNAME)
+        pending = [cell for cell in cells if not store.finished(settings["key"], cell, identities[cell])]
+        failed = []
         if pending:
-            tasks = _Tasks(cache_path, settings, store, on_cell_done)
+            _warm_up_kernels(settings["estimator"])
+            tasks = _Tasks(cache_path, settings, identities, store, on_cell_done)
             with _client(scheduler, min(n_workers or _core_count(), len(pending)), processes) as client:
-                tasks.run(client, pending, done=len(cells) - len(pending), progress=progress)
-        table = store.table(run_name=run_dir.resolve().name)
+                failed = tasks.run(client, pending, done=len(cells) - len(pending), progress=progress)
+        table = store.table(run_dir.resolve().name, identities)
         save_results(run_dir, table)
-        return table
+    if failed:
+        raise DataFileError(_failure_message(run_dir, failed))
+    requested = pd.MultiIndex.from_tuples([(c.epoch, c.layer, c.subset) for c in cells])
+    mine = (table["settings"] == settings["key"]) & pd.MultiIndex.from_frame(
+        table[["epoch", "layer", "subset"]]).isin(requested)
+    asked = table[mine].reset_index(drop=True)
+    asked.attrs = {"settings": {settings["key"]: settings}}
+    return asked
 
 
-def select_cells(cache, epochs=None, layers=None, subsets=None) -> list[Cell]:
+def complete_entries(cache) -> pd.DataFrame:
+    """The cache's complete entries (:meth:`~mftma.cache.reader.ActivationCache.entries`), warning of others."""
+    entries = cache.entries()
+    if not entries["complete"].all():
+        warnings.warn(f"{int((~entries['complete']).sum())} incomplete entries of {cache.path} are skipped; "
+                      "rerun `mftma cache` to finish them", stacklevel=3)
+    return entries[entries["complete"]]
+
+
+def cell_identities(cache, entries: pd.DataFrame) -> dict:
+    """``{Cell: identity}`` of every entry: its cache entry's identity, for ``test`` joined by the
+    identity of the unpermuted entry its transfer probe trains on (when that entry is complete)."""
+    present = set(zip(entries["epoch"], entries["layer"], entries["subset"]))
+    identities = {}
+    for cell in select_cells(cache, entries=entries):
+        sources = [cell.subset, *(["unpermuted"] if cell.subset == "test"
+                                  and (cell.epoch, cell.layer, "unpermuted") in present else [])]
+        identities[cell] = "+".join(cache.entry_identity(cell.epoch, cell.layer, subset) for subset in sources)
+    return identities
+
+
+def select_cells(cache, epochs=None, layers=None, subsets=None, *, entries=None) -> list[Cell]:
     """The complete cache entries in the requested epochs, layers and subsets.
+
+    ``entries``: the complete entries when already read (default :func:`complete_entries`).
 
     Raises
     ------
     InputError
         A requested name is not in the cache, or nothing is left to analyse.
     """
-    entries = cache.entries()
-    if not entries["complete"].all():
-        warnings.warn(f"{int((~entries['complete']).sum())} incomplete entries of {cache.path} are skipped; "
-                      "rerun `mftma cache` to finish them", stacklevel=2)
-    entries = entries[entries["complete"]]
+    entries = complete_entries(cache) if entries is None else entries
     for column, wanted in (("epoch", epochs), ("layer", layers), ("subset", subsets)):
         if wanted is None:
             continue
@@ -208,19 +254,33 @@ def analyze_cell(cache_path, cell: Cell, settings: dict) -> dict:
     Returns
     -------
     dict
-        ``{"cell": {...}, "key": settings key, "metrics": {name: value}, "seconds": {...}}``.
+        ``{"cell": {...}, "key": settings key, "metrics": {name: value}, "seconds": {...}}``, or
+        ``{"cell": {...}, "key": ..., "error": message}`` when the cache entry cannot be read or holds
+        non-finite values (the error is reported, not raised inside the worker).
     """
     from mftma.cache.reader import ActivationCache
 
+    record = {"cell": dataclasses.asdict(cell), "key": settings["key"]}
     metrics, seconds = {}, {}
-    with _single_threaded(), ActivationCache(cache_path) as cache:
-        with _timer(seconds, "geometry"):
-            metrics.update(_geometry(cache.manifolds(cell.epoch, cell.layer, cell.subset), settings["estimator"]))
-        if settings["probe"] is not None:
-            with _timer(seconds, "probe"):
-                metrics.update(_probe_metrics(cache, cell, settings["probe"]))
+    try:
+        with _single_threaded(), ActivationCache(cache_path) as cache:
+            with _timer(seconds, "geometry"):
+                manifolds = _finite(cache.manifolds(cell.epoch, cell.layer, cell.subset), cell.subset)
+                metrics.update(_geometry(manifolds, settings["estimator"]))
+            if settings["probe"] is not None:
+                with _timer(seconds, "probe"):
+                    metrics.update(_probe_metrics(cache, cell, settings["probe"]))
+    except (DataFileError, OSError) as error:
+        return {**record, "error": f"{type(error).__name__}: {error}"}
     metrics = {name: float(value) for name, value in metrics.items()}
-    return {"cell": dataclasses.asdict(cell), "key": settings["key"], "metrics": metrics, "seconds": seconds}
+    return {**record, "metrics": metrics, "seconds": seconds}
+
+
+def _finite(arrays, subset: str):
+    """``arrays`` (an array or a list of them), or :class:`DataFileError` if any value is NaN or infinite."""
+    if not all(np.isfinite(array).all() for array in (arrays if isinstance(arrays, list) else [arrays])):
+        raise DataFileError(f"the cache entry of subset {subset!r} holds non-finite (NaN or infinite) features")
+    return arrays
 
 
 def _geometry(manifolds, estimator: dict) -> dict:
@@ -237,73 +297,114 @@ def _geometry(manifolds, estimator: dict) -> dict:
     }
 
 
+def _warm_up_kernels(estimator: dict) -> None:
+    """Compile the estimator's numba kernels here, once, before the workers start.
+
+    The kernels are compiled with ``cache=True``: this writes numba's on-disk cache (or loads it, a second
+    or so, when it is warm), so the workers load instead of each compiling the same kernels at once (on a
+    fresh install that doubled the quickstart's analysis time). Runs the cells' own geometry code on tiny
+    float32 inputs shaped like the cache's manifolds, with more features than samples and with fewer.
+    """
+    rng = np.random.default_rng(0)
+    for shape in ((3, 12, 6), (3, 6, 12)):
+        _geometry(list(rng.standard_normal(shape).astype(np.float32)), estimator)
+
+
 def _probe_metrics(cache, cell: Cell, probe: dict) -> dict:
     from mftma.probes.classification import probe_accuracy, transfer_accuracy
 
     features, labels = cache.features(cell.epoch, cell.layer, cell.subset)
+    features = _finite(features, cell.subset)
     options = {"C": probe["C"], "max_iter": probe["max_iter"], "backend": probe["backend"]}
     score = probe_accuracy(features, labels, n_splits=probe["n_splits"], seed=probe["seed"], **options)
     metrics = {"probe_accuracy": score.mean, "probe_accuracy_std": score.std}
     if cell.subset == "test" and "unpermuted" in cache.subsets:
         train_features, train_labels = cache.features(cell.epoch, cell.layer, "unpermuted")
+        train_features = _finite(train_features, "unpermuted")
         metrics["transfer_probe_accuracy"] = transfer_accuracy(train_features, train_labels, features, labels, **options)
     return metrics
 
 
 class CellStore:
-    """The finished cells of one settings key: ``CELLS_DIR/<key>/*.json`` plus ``settings.json``."""
+    """The stored cell records of every settings key: ``CELLS_DIR/<key>/*.json`` plus ``<key>/settings.json``."""
 
-    def __init__(self, cells_dir, settings: dict):
-        self.settings = settings
-        self.path = pathlib.Path(cells_dir) / settings["key"]
+    def __init__(self, cells_dir):
+        self.path = pathlib.Path(cells_dir)
 
-    def has(self, cell: Cell) -> bool:
-        return (self.path / cell.filename).exists()
+    def finished(self, key: str, cell: Cell, identity: str) -> bool:
+        """Whether ``cell`` has a successful record under ``key`` computed from the entry ``identity``."""
+        path = self.path / key / cell.filename
+        if not path.exists():
+            return False
+        record = _read_json(path)
+        return record.get("identity") == identity and "error" not in record
 
-    def save(self, record: dict) -> None:
-        """Store one cell's record atomically (and the settings, on the first save)."""
-        if not (self.path / SETTINGS_FILE).exists():
-            _write_json(self.path / SETTINGS_FILE, self.settings)
-        _write_json(self.path / Cell(**record["cell"]).filename, record)
+    def save(self, settings: dict, record: dict) -> None:
+        """Store one cell's record atomically (and the settings, on the first save under its key)."""
+        directory = self.path / settings["key"]
+        if not (directory / SETTINGS_FILE).exists():
+            _write_json(directory / SETTINGS_FILE, settings)
+        _write_json(directory / Cell(**record["cell"]).filename, record)
 
-    def records(self) -> list[dict]:
-        return [_read_json(path) for path in sorted(self.path.glob("e*.json"))]
+    def table(self, run_name: str, identities: dict) -> pd.DataFrame:
+        """Every successful record, of every key, whose identity is the current one of its cell.
 
-    def table(self, run_name: str) -> pd.DataFrame:
-        """All stored cells as a results table, with the settings in ``attrs``."""
-        rows = [
-            {**record["cell"], "run": run_name, "metric": metric, "value": value}
-            for record in self.records()
-            for metric, value in record["metrics"].items()
-        ]
-        frame = pd.DataFrame(rows, columns=["run", "epoch", "layer", "layer_index", "subset", "metric", "value"])
-        frame.attrs["settings"] = self.settings
+        ``identities`` maps each current :class:`Cell` to its identity (:func:`cell_identities`);
+        ``attrs["settings"]`` maps each settings key of the table to its settings.
+        """
+        rows, settings = [], {}
+        for directory in sorted(path for path in self.path.glob("*") if (path / SETTINGS_FILE).exists()):
+            for path in sorted(directory.glob("e*.json")):
+                record = _read_json(path)
+                if "error" in record or identities.get(Cell(**record["cell"])) != record.get("identity"):
+                    continue
+                settings.setdefault(directory.name, _read_json(directory / SETTINGS_FILE))
+                rows += [{**record["cell"], "run": run_name, "metric": metric, "value": value,
+                          "settings": directory.name} for metric, value in record["metrics"].items()]
+        frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+        frame.attrs["settings"] = settings
         return validate_results(frame)
 
 
 class _Tasks:
-    """Submits cells to a Dask client and stores each record as it arrives."""
+    """Submits cells to a Dask client and stores each record, with its cell's identity, as it arrives."""
 
-    def __init__(self, cache_path, settings, store: CellStore, on_cell_done):
+    def __init__(self, cache_path, settings, identities: dict, store: CellStore, on_cell_done):
         self.cache_path = str(cache_path)
         self.settings = settings
+        self.identities = identities
         self.store = store
         self.on_cell_done = on_cell_done
 
-    def run(self, client, cells: list[Cell], *, done: int, progress: bool) -> None:
+    def run(self, client, cells: list[Cell], *, done: int, progress: bool) -> list[dict]:
+        """Compute ``cells``; return the error records of those that failed."""
         from dask.distributed import as_completed
         from tqdm.auto import tqdm
 
         futures = [
             client.submit(analyze_cell, self.cache_path, cell, self.settings, pure=False) for cell in cells
         ]
+        failed = []
         with tqdm(total=done + len(cells), initial=done, unit="cell", desc="analyze", disable=not progress) as bar:
             for future in as_completed(futures):
                 record = future.result()
-                self.store.save(record)
+                record["identity"] = self.identities[Cell(**record["cell"])]
+                self.store.save(self.settings, record)
                 bar.update()
+                if "error" in record:
+                    failed.append(record)
                 if self.on_cell_done is not None:
                     self.on_cell_done(record)
+        return failed
+
+
+def _failure_message(run_dir, failed: list[dict]) -> str:
+    cells = "; ".join(f"epoch {r['cell']['epoch']}, layer {r['cell']['layer']!r}, subset {r['cell']['subset']!r}: "
+                      f"{r['error']}" for r in sorted(failed, key=lambda r: Cell(**r["cell"]).filename))
+    return (f"{len(failed)} cell(s) could not be analysed and are not in the table ({cells}). Their cache entries "
+            f"are damaged or hold non-finite features: rebuild the cache with `mftma cache {run_dir} --rebuild` "
+            f"(a checkpoint whose activations are non-finite diverged: retrain it), then rerun `mftma analyze`; "
+            "the finished cells are kept")
 
 
 @contextlib.contextmanager

@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from mftma.errors import DataFileError, InputError
+from mftma.names import NOISE_SIGNALS
 
 #: Signal names, in the order of the table and the figure's legend.
-SIGNALS = ("loss", "logit_grad_norm", "negative_margin", "cumulative_loss", "first_fitted_epoch",
-           "forgetting_events")
+SIGNALS = NOISE_SIGNALS
 TABLE_FILE = "noise_detection.csv"
 FIGURE_STEM = "noise_detection"
 COLUMNS = ["epoch", "signal", "roc_auc", "precision_at_eps", "epsilon", "n_train", "n_permuted"]
@@ -180,7 +180,7 @@ def detect_noise(run_dir: str | Path, out_dir: str | Path | None = None,
     import matplotlib.pyplot as plt
 
     from mftma.atomic import atomic_write
-    from mftma.pipeline.results import results_dir
+    from mftma.results.table import results_dir
     from mftma.plotting.noise_detection import detection_curves
     from mftma.plotting.style import save_figure
 

@@ -1,12 +1,15 @@
 """The whole pipeline in one call: train -> cache -> analyze (geometry and probes) -> plot -> rollback -> summary.
 
-``quickstart(out_dir)`` trains the default MNIST-1D run (``mftma/configs/mnist1d.yaml``) into
-``OUT/run``, caches and analyses about a dozen log-spaced epochs (always including 0, the epoch of best
-test accuracy and the last one), draws every figure, runs the layer-rollback grid and writes
-``OUT/summary.json``: the geometry at the input and the final analysed layer at the best and the last
-epoch, test accuracies, the best rollback gains and the four claims of :mod:`mftma.pipeline.claims`.
-Every stage resumes: training continues after its last epoch, cached entries, analysed cells and
-rollback cells are kept, and figures are redrawn only when the tables they show changed.
+``quickstart(out_dir, seeds=K)`` trains K runs of the default MNIST-1D config
+(``mftma/configs/mnist1d.yaml``) that differ in every seed (run i adds i to the data, corruption,
+training and cache seeds) into ``OUT/run_0`` ... ``OUT/run_<K-1>``; for each it caches and analyses
+about a dozen log-spaced epochs (always including 0, the epoch of best test accuracy and the last one),
+draws every figure and runs the layer-rollback grid. ``OUT/summary.json`` gives, per run, the geometry
+at the input and the final analysed layer at the best and the last epoch, test accuracies, the best
+rollback gains and the four claims of :mod:`mftma.pipeline.claims`; over the runs, every claim's
+statistics per seed, their mean, 95 % interval and verdict (:mod:`mftma.pipeline.verdicts`), and the
+rollback gains likewise. Every stage resumes: training continues after its last epoch, cached entries,
+analysed cells and rollback cells are kept, and figures are redrawn only when the tables they show changed.
 
 The ``ci`` profile runs the same stages on the tiny config with a cheap estimator, in seconds.
 """
@@ -18,9 +21,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mftma.errors import InputError
+from mftma.estimator import DEFAULT_N_REPS, DEFAULT_N_T
 
 SUMMARY_FILE = "summary.json"
+#: Run directories are ``OUT/run_0``, ``OUT/run_1``, ... (:func:`run_dirname`).
 RUN_DIRNAME = "run"
+#: Config sections whose ``seed`` differs between the quickstart's runs.
+SEEDED_SECTIONS = ("data", "corruption", "training", "cache")
 #: Record of the tables the figures were drawn from, in the figures folder.
 SOURCES_FILE = "sources.json"
 #: Metrics reported in the summary's geometry section.
@@ -43,6 +50,8 @@ class Profile:
         Dask workers are processes (True) or threads of this process.
     formats : tuple of str
         Figure formats.
+    seeds : int
+        Default number of runs K (each with all its seeds shifted, :func:`seeded_config`).
     """
 
     config: str
@@ -51,12 +60,13 @@ class Profile:
     n_reps: int
     processes: bool
     formats: tuple[str, ...]
+    seeds: int
 
 
 PROFILES = {
-    "full": Profile(config="mnist1d", log_epochs=12, n_t=200, n_reps=10, processes=True,
-                    formats=("png", "pdf")),
-    "ci": Profile(config="tiny", log_epochs=2, n_t=20, n_reps=1, processes=False, formats=("png",)),
+    "full": Profile(config="mnist1d", log_epochs=12, n_t=DEFAULT_N_T, n_reps=DEFAULT_N_REPS, processes=True,
+                    formats=("png", "pdf"), seeds=3),
+    "ci": Profile(config="tiny", log_epochs=2, n_t=20, n_reps=1, processes=False, formats=("png",), seeds=2),
 }
 
 
@@ -97,67 +107,111 @@ class _Stages:
         return result
 
 
-def quickstart(out_dir, profile: str = "full", config=None, progress: bool = True) -> dict:
-    """Run the whole pipeline into ``out_dir`` and return the summary it writes.
+def seeded_config(config, index: int):
+    """The config of the quickstart's run ``index``: every seed (data, corruption, training, cache) + index.
+
+    Examples
+    --------
+    >>> from mftma.experiments.config import load_config
+    >>> config = seeded_config(load_config("tiny"), 2)
+    >>> config.data.seed, config.corruption.seed, config.training.seed, config.cache.seed
+    (2, 2, 2, 2)
+    """
+    return config.replace(**{section: {"seed": getattr(config, section).seed + index} for section in SEEDED_SECTIONS})
+
+
+def quickstart(out_dir, profile: str = "full", config=None, seeds: int | None = None, progress: bool = True) -> dict:
+    """Run the whole pipeline on ``seeds`` runs into ``out_dir`` and return the summary it writes.
 
     Parameters
     ----------
     out_dir : str or Path
-        Output folder: ``run/`` (the run directory, with ``results/`` and figures) and ``summary.json``.
+        Output folder: ``run_0/`` ... ``run_<K-1>/`` (run directories, with ``results/`` and figures) and
+        ``summary.json``.
     profile : str
-        ``"full"`` (the default MNIST-1D replication, minutes) or ``"ci"`` (tiny, seconds).
+        ``"full"`` (the default MNIST-1D replication, minutes per seed) or ``"ci"`` (tiny, seconds).
     config : str or Path, optional
         A config name or YAML path replacing the profile's config.
+    seeds : int, optional
+        Number of runs K (default: the profile's); run i adds i to every seed of the config
+        (:func:`seeded_config`).
     progress : bool
         Print the stages and show progress bars.
 
     Returns
     -------
     dict
-        The content of ``OUT/summary.json`` (see :func:`summarize`).
+        The content of ``OUT/summary.json`` (see :func:`summarize_runs`), with the profile, the
+        number of seeds and the time of each run's stages.
 
     Raises
     ------
     InputError
-        Unknown profile, or ``OUT/run`` holds a run with other settings.
+        Unknown profile, fewer than one seed, or an ``OUT/run_<i>`` holds a run with other settings.
     DataFileError
-        Another process writes into ``OUT/run`` (its lock is held for the whole pipeline, see
+        Another process writes into an ``OUT/run_<i>`` (its lock is held while its pipeline runs, see
         :mod:`mftma.run_lock`).
     """
-    from mftma.cache import cache_activations
     from mftma.atomic import atomic_write_text
     from mftma.experiments.config import load_config
+
+    if profile not in PROFILES:
+        raise InputError(f"unknown quickstart profile {profile!r}; choose one of {list(PROFILES)}")
+    settings = PROFILES[profile]
+    seeds = settings.seeds if seeds is None else seeds
+    if not isinstance(seeds, int) or seeds < 1:
+        raise InputError(f"the number of seeds must be a positive integer, got {seeds!r}")
+    out_dir = Path(out_dir)
+    base_config = load_config(settings.config if config is None else config)
+    began = time.perf_counter()
+    runs = []
+    for index in range(seeds):
+        if progress:
+            print(f"[quickstart] run {index + 1} of {seeds} ({run_dirname(index)})", flush=True)
+        runs.append(_run_pipeline(out_dir, index, seeded_config(base_config, index), settings, progress))
+    summary = {"profile": {"name": profile, **asdict(settings), "seeds": seeds,
+                           "config": str(config or settings.config)},
+               **summarize_runs(runs),
+               "timings_s": {"total": round(time.perf_counter() - began, 2)}}
+    atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False))
+    return summary
+
+
+def run_dirname(index: int) -> str:
+    """Folder of the quickstart's run ``index`` inside its output folder."""
+    return f"{RUN_DIRNAME}_{index}"
+
+
+def _run_pipeline(out_dir: Path, index: int, run_config, settings: Profile, progress: bool) -> dict:
+    """Train, cache, analyse, roll back and plot one run; its :func:`summarize` with epochs, files, timings."""
+    from mftma.cache import cache_activations
     from mftma.experiments.training import train
     from mftma.pipeline.analyze import analyze_run
     from mftma.pipeline.rollback import rollback
     from mftma.run_lock import run_directory_lock
 
-    if profile not in PROFILES:
-        raise InputError(f"unknown quickstart profile {profile!r}; choose one of {list(PROFILES)}")
-    settings = PROFILES[profile]
-    out_dir = Path(out_dir)
-    run_config = load_config(settings.config if config is None else config)
+    run_dir = out_dir / run_dirname(index)
     stage = _Stages(progress)
     began = time.perf_counter()
-    with run_directory_lock(out_dir / RUN_DIRNAME, "quickstart", create=True):
-        run = stage("train", train, run_config, out_dir / RUN_DIRNAME, progress=progress)
+    with run_directory_lock(run_dir, "quickstart", create=True):
+        run = stage("train", train, run_config, run_dir, progress=progress)
         epochs = analysed_epochs(run, settings.log_epochs)
         stage("cache", cache_activations, run, epochs=epochs, progress=progress)
         results = stage("analyze", analyze_run, run.path, epochs=epochs, n_t=settings.n_t, n_reps=settings.n_reps,
                         processes=settings.processes, progress=progress)
         table = stage("rollback", rollback, run, progress=progress)
-        figures = stage("plot", _plot, run.path, settings.formats)
-        summary = summarize(run, results, table)
-        summary["profile"] = {"name": profile, **asdict(settings), "config": str(config or settings.config)}
-        summary["analysed_epochs"] = epochs
-        summary["timings_s"] = {**stage.seconds, "total": round(time.perf_counter() - began, 2)}
-        summary["files"] = {"run_dir": RUN_DIRNAME, "figures": sorted(str(p.relative_to(out_dir)) for p in figures)}
-        atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False))
+        figures = stage("plot", _plot, run.path, settings.formats, next(iter(results.attrs["settings"])))
+        summary = {"run_dir": run_dir.name,
+                   "seeds": {section: getattr(run_config, section).seed for section in SEEDED_SECTIONS},
+                   **summarize(run, results, table), "analysed_epochs": epochs}
+    summary["timings_s"] = {**stage.seconds, "total": round(time.perf_counter() - began, 2)}
+    summary["files"] = {"figures": sorted(str(path.relative_to(out_dir)) for path in figures)}
     return summary
 
 
-def _plot(run_dir, formats) -> list[Path]:
-    """Draw the run's figures unless those drawn last time came from the same tables.
+def _plot(run_dir, formats, analysis_key: str) -> list[Path]:
+    """Draw the run's figures of the analysis settings ``analysis_key`` unless those drawn last time
+    came from the same tables.
 
     ``RUN_DIR/results/figures/sources.json`` records the SHA-256 of the tables each drawing used
     and the files it wrote.
@@ -165,9 +219,9 @@ def _plot(run_dir, formats) -> list[Path]:
     import hashlib
 
     from mftma.atomic import atomic_write_text
-    from mftma.pipeline.results import RESULTS_CSV, results_dir
-    from mftma.pipeline.rollback import ROLLBACK_CSV
-    from mftma.plotting.figures import figures_dir, plot_run
+    from mftma.results.table import RESULTS_CSV, results_dir
+    from mftma.results.rollback import ROLLBACK_CSV
+    from mftma.pipeline.figures import figures_dir, plot_run
 
     sources = {name: hashlib.sha256((results_dir(run_dir) / name).read_bytes()).hexdigest()
                for name in (RESULTS_CSV, ROLLBACK_CSV)}
@@ -177,11 +231,66 @@ def _plot(run_dir, formats) -> list[Path]:
     if record.get("sources") == sources and record.get("formats") == list(formats) and \
             all(path.exists() for path in figures):
         return figures
-    figures = plot_run(run_dir, formats=formats)
+    figures = plot_run(run_dir, formats=formats, settings=analysis_key)
     record = {"sources": sources, "formats": list(formats),
               "figures": [str(path.relative_to(run_dir)) for path in figures]}
     atomic_write_text(record_path, json.dumps(record, indent=2))
     return figures
+
+
+def summarize_runs(runs: list[dict]) -> dict:
+    """Claims and rollback gains over runs (seeds), from the runs' :func:`summarize` dicts.
+
+    Returns
+    -------
+    dict
+        ``seeds`` (K), ``claims`` (per claim: per-seed statistics, mean, interval and verdict, see
+        :func:`mftma.pipeline.verdicts.claims_over_seeds`), ``rollback[last|first]`` (the best partial
+        rollback gain per seed, mean, interval, and the verdict on ``gain > 0``) and ``runs`` (the
+        per-run summaries).
+    """
+    from mftma.pipeline.verdicts import claims_over_seeds, summarize_statistic
+
+    gains = {direction: [None if run["rollback"][direction] is None else run["rollback"][direction]["gain"]
+                         for run in runs] for direction in ("last", "first")}
+    return {
+        "seeds": len(runs),
+        "claims": claims_over_seeds([run["claims"] for run in runs]),
+        "rollback": {direction: {"test": "gain > 0", **summarize_statistic(values)}
+                     for direction, values in gains.items()},
+        "runs": runs,
+    }
+
+
+def summarize_run_dirs(run_dirs, settings=None) -> dict:
+    """:func:`summarize_runs` of existing analysed run directories (``mftma claims``).
+
+    A run without a rollback table is summarised without it (claim (d) not evaluable, no gains).
+
+    Parameters
+    ----------
+    run_dirs : sequence of str or Path
+    settings : str or dict, optional
+        The analysis settings to use in every run (see :func:`mftma.pipeline.figures.run_results`);
+        needed when a results table holds several side by side.
+
+    Raises
+    ------
+    DataFileError
+        A directory is not a run, or has no results table (run ``mftma analyze`` first).
+    InputError
+        A results table mixes several analysis settings and ``settings`` does not select one.
+    """
+    from mftma.experiments.run import Run
+    from mftma.pipeline.rollback import load_rollback
+    from mftma.pipeline.figures import run_results
+
+    runs = []
+    for run_dir in run_dirs:
+        run = Run(run_dir)
+        summary = summarize(run, run_results(run.path, settings), load_rollback(run.path, missing_ok=True))
+        runs.append({"run_dir": str(run_dir), **summary})
+    return summarize_runs(runs)
 
 
 def summarize(run, results, rollback_table) -> dict:
@@ -197,8 +306,8 @@ def summarize(run, results, rollback_table) -> dict:
         with its k and epoch) and ``claims`` (see :func:`mftma.pipeline.claims.evaluate_claims`).
     """
     from mftma.pipeline.claims import evaluate_claims
-    from mftma.plotting.figures import analysed_best_epoch
-    from mftma.plotting.tables import layer_order
+    from mftma.pipeline.figures import analysed_best_epoch
+    from mftma.results.selections import layer_order
 
     metrics = run.metrics().set_index("epoch")
     best = analysed_best_epoch(metrics.reset_index(), results)
@@ -240,8 +349,13 @@ def _geometry(results, layer: str, epoch: int) -> dict:
 
 
 def _best_partial_gain(table, direction: str) -> dict | None:
-    """Largest test-accuracy gain over the final network from rolling back 1 <= k < L blocks (None if L = 1)."""
+    """Largest test-accuracy gain over the final network from rolling back 1 <= k < L blocks.
+
+    None if L = 1 or the table is empty (no rollback run).
+    """
     test = table[(table["subset"] == "test") & (table["direction"] == direction)]
+    if test.empty:
+        return None
     final = float(test.loc[test["k"] == 0, "value"].iloc[0])
     partial = test[test["k"].between(1, int(table["k"].max()) - 1)]
     if partial.empty:

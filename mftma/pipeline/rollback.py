@@ -18,51 +18,49 @@ Optionally, :func:`rollback_geometry` measures the MFTMA capacity, radius and di
 rolled-back networks' layers on the very examples of the activation cache, reduced the same way
 (columns :data:`GEOMETRY_COLUMNS`, files ``rollback_geometry.csv`` and ``.h5``).
 
-Both are resumable: a rerun skips finished cells; rows computed from another final checkpoint
-(training went on since) are recomputed.
+Every row carries ``source``, a hash of the weights hashes of the two checkpoints it was computed
+from (final and rollback epoch; for geometry also the estimator's seeded-results revision and the
+cache settings that fix the examples and the reduction). Both tables are resumable: a rerun skips
+finished cells; rows whose ``source`` is not the current one (training went on, a checkpoint was
+replaced) are dropped and recomputed when asked for. Geometry rows of other estimator settings
+(``n_t``, ``n_reps``, ``seed`` columns) are kept side by side.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+from mftma.cache.features import CachedSamples
 from mftma.errors import DataFileError, InputError
-from mftma.atomic import atomic_write
-from mftma.pipeline.results import results_dir
+from mftma.estimator import DEFAULT_N_REPS, DEFAULT_N_T
+from mftma.estimator.validation import manifolds_from_rows
+from mftma.experiments.evaluation import classification_accuracy, evaluation_sets
+from mftma.results.rollback import (  # noqa: F401 (the table's names, public here before mftma.results)
+    ACCURACY_TABLE,
+    CELL_COLUMNS,
+    DIRECTIONS,
+    GEOMETRY_COLUMNS,
+    GEOMETRY_TABLE,
+    ROLLBACK_COLUMNS,
+    ROLLBACK_CSV,
+    ROLLBACK_SUBSETS,
+    RollbackTable,
+    load_rollback,
+    load_rollback_geometry,
+    load_table,
+    rollback_csv_path,
+    save_rollback,
+    save_table,
+    sort_rollback,
+)
 from mftma.run_lock import run_directory_lock
 
-DIRECTIONS = ("last", "first")
-ROLLBACK_SUBSETS = ("test", "unpermuted", "permuted", "restored")
-ROLLBACK_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "subset", "metric", "value")
-GEOMETRY_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "layer", "layer_index", "subset", "metric",
-                    "value")
-GEOMETRY_METRICS = ("capacity", "radius", "dimension")
-ROLLBACK_CSV = "rollback.csv"
-ROLLBACK_H5 = "rollback.h5"
-_CELL = ["epoch", "direction", "k"]
-_EVAL_BATCH = 2048
+#: The geometry measured per rolled-back layer and subset (:meth:`GeometryResult.summary` keys).
+ROLLBACK_GEOMETRY_METRICS = ("capacity", "radius", "dimension")
 _LOG_SPACED_EPOCHS = 2
-
-
-@dataclass(frozen=True)
-class _Table:
-    """A tidy table of the rollback grid: its file name, columns and string columns."""
-
-    name: str
-    columns: tuple[str, ...]
-
-    @property
-    def string_columns(self) -> tuple[str, ...]:
-        return tuple(c for c in self.columns if c in ("run", "direction", "layer", "subset", "metric"))
-
-
-ACCURACY_TABLE = _Table("rollback", ROLLBACK_COLUMNS)
-GEOMETRY_TABLE = _Table("rollback_geometry", GEOMETRY_COLUMNS)
 
 
 def rolled_back_blocks(block_names, direction: str, k: int) -> list[str]:
@@ -105,84 +103,29 @@ def default_rollback_epochs(run) -> list[int]:
 
 
 class _EvaluationSets:
-    """Inputs and labels of the rollback subsets, as tensors."""
+    """Inputs and labels of the rollback subsets (:func:`~mftma.experiments.evaluation.evaluation_sets`)."""
 
     def __init__(self, run):
-        dataset, record = run.dataset(), run.corruption()
-        x_train = torch.as_tensor(np.asarray(dataset.x_train), dtype=torch.float32)
-        train_labels = torch.as_tensor(np.asarray(record.train_labels), dtype=torch.int64)
-        true_labels = torch.as_tensor(np.asarray(record.true_labels), dtype=torch.int64)
-        permuted = torch.as_tensor(np.asarray(record.permuted_mask), dtype=torch.bool)
-        self.sets = {
-            "test": (torch.as_tensor(np.asarray(dataset.x_test), dtype=torch.float32),
-                     torch.as_tensor(np.asarray(dataset.y_test), dtype=torch.int64)),
-            "unpermuted": (x_train[~permuted], train_labels[~permuted]),
-            "permuted": (x_train[permuted], train_labels[permuted]),
-            "restored": (x_train[permuted], true_labels[permuted]),
-        }
+        sets = evaluation_sets(run.dataset(), run.corruption())
+        self.sets = {subset: sets[subset] for subset in ROLLBACK_SUBSETS}
 
-    @torch.no_grad()
     def accuracies(self, model) -> dict[str, float]:
         """Accuracy of ``model`` (eval mode) on each subset; NaN for an empty subset."""
-        model.eval()
-        scores = {}
-        for subset, (x, labels) in self.sets.items():
-            if len(labels) == 0:
-                scores[subset] = float("nan")
-                continue
-            predictions = torch.cat([model(batch).argmax(dim=1) for batch in x.split(_EVAL_BATCH)])
-            scores[subset] = (predictions == labels).double().mean().item()
-        return scores
+        return {subset: classification_accuracy(model, x, labels) for subset, (x, labels) in self.sets.items()}
 
 
-class _CachedSamples:
-    """The activation cache's example samples and layer reductions, applied to any network of the run."""
+def _geometry(samples: CachedSamples, model, n_t: int, n_reps: int, seed: int) -> list[dict]:
+    """Capacity, radius and dimension rows of every layer and subset of ``model``."""
+    from mftma.estimator.analysis import analyze_manifolds
 
-    def __init__(self, run, layers):
-        from mftma.cache import ActivationCache
-        from mftma.cache.projection import BatchReducer, LayerReduction
-        from mftma.cache.reader import CACHE_FILE
-
-        with ActivationCache(run.path / CACHE_FILE) as cache:
-            settings = cache.metadata["cache_settings"]
-            self.layers = list(cache.layers if layers is None else layers)
-            unknown = sorted(set(self.layers) - set(cache.layers))
-            if unknown:
-                raise InputError(f"layer(s) {unknown} are not in the activation cache; cached: {cache.layers}")
-            self.samples = {subset: cache.sample(subset) for subset in cache.subsets}
-            info = {layer: cache.layer_info(layer) for layer in self.layers}
-        self.layer_index = {layer: int(info[layer]["index"]) for layer in self.layers}
-        self.reducers = {layer: BatchReducer(LayerReduction.plan(layer, tuple(info[layer]["original_shape"]),
-                                                                 settings["projection_dim"], settings["pool"],
-                                                                 settings["seed"],
-                                                                 settings.get("projection", "gaussian")))
-                         for layer in self.layers}
-        dataset = run.dataset()
-        self.inputs = {"train": torch.as_tensor(np.asarray(dataset.x_train), dtype=torch.float32),
-                       "test": torch.as_tensor(np.asarray(dataset.x_test), dtype=torch.float32)}
-
-    @torch.no_grad()
-    def features(self, model, subset: str) -> dict[str, np.ndarray]:
-        """Reduced (P*M, N) features of every layer for the cached sample of ``subset``."""
-        model.eval()
-        sample = self.samples[subset]
-        x = self.inputs[sample["split"]][torch.as_tensor(sample["indices"])]
-        activations = model.activations(x, self.layers)
-        return {layer: self.reducers[layer](activations[layer]) for layer in self.layers}
-
-    def geometry(self, model, n_t: int, n_reps: int, seed: int) -> list[dict]:
-        """Capacity, radius and dimension rows of every layer and subset of ``model``."""
-        from mftma.estimator.analysis import analyze_manifolds
-
-        rows = []
-        for subset, sample in self.samples.items():
-            for layer, features in self.features(model, subset).items():
-                manifolds = [m.T for m in features.reshape(int(sample["P"]), int(sample["M"]), -1)]
-                result = analyze_manifolds(manifolds, n_t=n_t, n_reps=n_reps, seed=seed)
-                values = (result.capacity_avg, result.radius_avg, result.dimension_avg)
-                rows += [dict(layer=layer, layer_index=self.layer_index[layer], subset=subset, metric=metric,
-                              value=float(value)) for metric, value in zip(GEOMETRY_METRICS, values)]
-        return rows
+    rows = []
+    for subset, sample in samples.samples.items():
+        for layer, features in samples.features(model, subset).items():
+            manifolds = manifolds_from_rows(features, int(sample["P"]), int(sample["M"]))
+            summary = analyze_manifolds(manifolds, n_t=n_t, n_reps=n_reps, seed=seed).summary()
+            rows += [dict(layer=layer, layer_index=samples.layer_index[layer], subset=subset, metric=metric,
+                          value=float(summary[metric])) for metric in ROLLBACK_GEOMETRY_METRICS]
+    return rows
 
 
 _GRID_DOC = """
@@ -208,7 +151,8 @@ def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool
     Returns
     -------
     pandas.DataFrame
-        The whole table (finished cells of earlier calls included), columns :data:`ROLLBACK_COLUMNS`.
+        The rows of the requested cells (reused or computed), columns :data:`ROLLBACK_COLUMNS`; the
+        saved table (:func:`load_rollback`) holds every current cell of all calls.
 
     Raises
     ------
@@ -225,11 +169,11 @@ def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool
         return [dict(subset=subset, metric="accuracy", value=value)
                 for subset, value in sets.accuracies(model).items()]
 
-    return _fill(run, ACCURACY_TABLE, cells, measure, None, progress)
+    return _fill(run, ACCURACY_TABLE, cells, measure, None, {}, "", progress)
 
 
-def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRECTIONS, n_t: int = 200,
-                      n_reps: int = 10, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRECTIONS,
+                      n_t: int = DEFAULT_N_T, n_reps: int = DEFAULT_N_REPS, seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """MFTMA capacity, radius and dimension of the rolled-back networks' layers.
 
     The examples and the per-layer reduction (pooling, random projection) are those of the run's
@@ -245,12 +189,17 @@ def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRE
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`GEOMETRY_COLUMNS`, saved to ``RUN_DIR/results/rollback_geometry.csv`` and ``.h5``.
+        The rows of the requested cells, layers and settings, columns :data:`GEOMETRY_COLUMNS`; the whole
+        table (all settings side by side) is saved to ``RUN_DIR/results/rollback_geometry.csv`` and ``.h5``.
     """
+    from mftma.estimator import SEEDED_RESULTS_REVISION
+
     run, cells = _cells(run, ks, epochs, directions)
-    samples = _CachedSamples(run, layers)
-    return _fill(run, GEOMETRY_TABLE, cells, lambda model: samples.geometry(model, n_t, n_reps, seed),
-                 ("layer", set(samples.layers)), progress)
+    samples = CachedSamples(run, layers)
+    settings = {"n_t": int(n_t), "n_reps": int(n_reps), "seed": int(seed)}
+    basis = json.dumps({"revision": SEEDED_RESULTS_REVISION, "cache": samples.cache_settings}, sort_keys=True)
+    return _fill(run, GEOMETRY_TABLE, cells, lambda model: _geometry(samples, model, n_t, n_reps, seed),
+                 ("layer", set(samples.layers)), settings, basis, progress)
 
 
 rollback.__doc__ = rollback.__doc__.format(grid=_GRID_DOC)
@@ -277,134 +226,73 @@ def _cells(run, ks, epochs, directions):
     return run, [(e, d, k) for e in epochs for d in directions for k in ks]
 
 
-def _fill(run, spec: _Table, cells, measure, covers, progress: bool) -> pd.DataFrame:
-    """Add ``measure(model)`` rows of every unfinished cell to the table ``spec`` and save it per epoch.
+def _fill(run, spec: RollbackTable, cells, measure, covers, settings: dict, basis: str, progress: bool) -> pd.DataFrame:
+    """Add ``measure(model)`` rows of every unfinished cell to the table ``spec``, save it per epoch, and
+    return the rows of ``cells`` under ``settings``.
 
-    A cell is finished when the table has rows for it (from the current final checkpoint) and, if
-    ``covers = (column, values)`` is given, those rows cover every value of that column.
+    A cell is finished when the table has rows for it under ``settings`` (column values) from the
+    current ``source`` (:func:`_sources`, of the checkpoints and ``basis``) and, if ``covers =
+    (column, values)`` is given, those rows cover every value of that column.
     """
     with run_directory_lock(run, spec.name.replace("_", " ")):
-        return _fill_locked(run, spec, cells, measure, covers, progress)
+        return _fill_locked(run, spec, cells, measure, covers, settings, basis, progress)
 
 
-def _fill_locked(run, spec: _Table, cells, measure, covers, progress: bool) -> pd.DataFrame:
+def _fill_locked(run, spec: RollbackTable, cells, measure, covers, settings, basis, progress: bool) -> pd.DataFrame:
     """:func:`_fill` while holding the run directory's lock (the table is read, extended and saved)."""
     from tqdm.auto import tqdm
 
     final = run.checkpoint_epochs()[-1]
-    table = _load(run.path, spec, missing_ok=True)
-    table = table[table["final_epoch"] == final].reset_index(drop=True)
-    done = _finished(table, covers)
-    todo = [cell for cell in cells if cell not in done]
-    if not todo:
-        return table
-    model = run.build_model()
-    blocks, final_state = list(model.blocks.keys()), run.state_dict(final)
-    with tqdm(total=len(todo), desc=spec.name.replace("_", " "), unit="cell", disable=not progress) as bar:
-        for epoch in sorted({e for e, _, _ in todo}):
-            source_state = run.state_dict(epoch)
-            computed, rows = [], []
-            for _, direction, k in (cell for cell in todo if cell[0] == epoch):
-                model.load_state_dict(rolled_back_state(final_state, source_state,
-                                                        rolled_back_blocks(blocks, direction, k)))
-                rows += [dict(run=run.path.name, final_epoch=final, direction=direction, k=k, epoch=epoch, **row)
-                         for row in measure(model)]
-                computed.append((epoch, direction, k))
-                bar.update()
-            stale = pd.MultiIndex.from_frame(table[_CELL]).isin(computed) if len(table) else []
-            table = _sorted(pd.concat([table[~np.asarray(stale, dtype=bool)],
-                                       pd.DataFrame(rows, columns=spec.columns)], ignore_index=True))
-            _save(run.path, spec, table)
-    return table
+    table = load_table(run.path, spec, missing_ok=True)
+    sources = _sources(run, set(table["epoch"]) | {e for e, _, _ in cells}, basis)
+    table = table[table["source"].to_numpy() == table["epoch"].map(sources).to_numpy()].reset_index(drop=True)
+    ours = _matching(table, settings)
+    todo = [cell for cell in cells if cell not in _finished(table[ours], covers)]
+    if todo:
+        model = run.build_model()
+        blocks, final_state = list(model.blocks.keys()), run.state_dict(final)
+        with tqdm(total=len(todo), desc=spec.name.replace("_", " "), unit="cell", disable=not progress) as bar:
+            for epoch in sorted({e for e, _, _ in todo}):
+                source_state = run.state_dict(epoch)
+                computed, rows = [], []
+                for _, direction, k in (cell for cell in todo if cell[0] == epoch):
+                    model.load_state_dict(rolled_back_state(final_state, source_state,
+                                                            rolled_back_blocks(blocks, direction, k)))
+                    rows += [dict(run=run.path.name, final_epoch=final, direction=direction, k=k, epoch=epoch,
+                                  **row, **settings, source=sources[epoch]) for row in measure(model)]
+                    computed.append((epoch, direction, k))
+                    bar.update()
+                replaced = _matching(table, settings) & _in_cells(table, computed)
+                table = sort_rollback(pd.concat([table[~replaced], pd.DataFrame(rows, columns=spec.columns)],
+                                          ignore_index=True))
+                save_table(run.path, spec, table)
+    return table[_matching(table, settings) & _in_cells(table, cells)].reset_index(drop=True)
+
+
+def _sources(run, epochs, basis: str) -> dict:
+    """``{epoch: source}`` for checkpointed ``epochs``: a hash of the final and the epoch's weights hashes and ``basis``."""
+    final = run.weights_hash(run.checkpoint_epochs()[-1])
+    return {int(epoch): hashlib.sha256(f"{final}|{run.weights_hash(int(epoch))}|{basis}".encode()).hexdigest()[:16]
+            for epoch in set(epochs) & set(run.checkpoint_epochs())}
+
+
+def _matching(table: pd.DataFrame, settings: dict) -> np.ndarray:
+    """Rows of ``table`` whose settings columns equal ``settings``."""
+    mask = np.ones(len(table), dtype=bool)
+    for column, value in settings.items():
+        mask &= table[column].to_numpy() == value
+    return mask
+
+
+def _in_cells(table: pd.DataFrame, cells) -> np.ndarray:
+    if not len(table) or not cells:
+        return np.zeros(len(table), dtype=bool)
+    return np.asarray(pd.MultiIndex.from_frame(table[CELL_COLUMNS]).isin(list(cells)), dtype=bool)
 
 
 def _finished(table: pd.DataFrame, covers) -> set:
-    groups = table.groupby(_CELL)
+    groups = table.groupby(CELL_COLUMNS)
     if covers is None:
         return {tuple(key) for key in groups.groups}
     column, required = covers
     return {tuple(key) for key, rows in groups if required <= set(rows[column])}
-
-
-def _sorted(table: pd.DataFrame) -> pd.DataFrame:
-    keys = ["_direction", "epoch", "k", *(["layer_index"] if "layer_index" in table else []), "_subset"]
-    order = table.assign(_direction=table["direction"].map({d: i for i, d in enumerate(DIRECTIONS)}),
-                         _subset=table["subset"].map({s: i for i, s in enumerate(ROLLBACK_SUBSETS)}))
-    return table.loc[order.sort_values(keys, kind="stable").index].reset_index(drop=True)
-
-
-def rollback_csv_path(run_dir) -> Path:
-    """``RUN_DIR/results/rollback.csv``."""
-    return results_dir(run_dir) / ROLLBACK_CSV
-
-
-def save_rollback(run_dir, table: pd.DataFrame) -> None:
-    """Write the rollback table to ``RUN_DIR/results/rollback.h5`` and ``rollback.csv`` atomically."""
-    _save(run_dir, ACCURACY_TABLE, table)
-
-
-def load_rollback(run_dir, missing_ok: bool = False) -> pd.DataFrame:
-    """Read the rollback accuracy table of a run (columns :data:`ROLLBACK_COLUMNS`).
-
-    Parameters
-    ----------
-    run_dir : str or Path
-    missing_ok : bool
-        Return an empty table instead of raising when there is none yet.
-
-    Raises
-    ------
-    DataFileError
-        The file is missing (unless ``missing_ok``), corrupt or not an mftma rollback table.
-    """
-    return _load(run_dir, ACCURACY_TABLE, missing_ok)
-
-
-def load_rollback_geometry(run_dir, missing_ok: bool = False) -> pd.DataFrame:
-    """Read the rollback geometry table of a run (columns :data:`GEOMETRY_COLUMNS`); see :func:`load_rollback`."""
-    return _load(run_dir, GEOMETRY_TABLE, missing_ok)
-
-
-def _save(run_dir, spec: _Table, table: pd.DataFrame) -> None:
-    directory = results_dir(run_dir)
-    atomic_write(directory / f"{spec.name}.h5", lambda temporary: _write_h5(temporary, spec, table))
-    atomic_write(directory / f"{spec.name}.csv", lambda temporary: table.to_csv(temporary, index=False))
-
-
-def _write_h5(path, spec: _Table, table: pd.DataFrame) -> None:
-    import h5py
-
-    with h5py.File(path, "w") as handle:
-        group = handle.create_group(spec.name)
-        group.attrs["format"] = f"mftma-{spec.name}"
-        group.attrs["columns"] = json.dumps(list(spec.columns))
-        for column in spec.columns:
-            values = table[column].to_numpy()
-            if column in spec.string_columns:
-                group.create_dataset(column, data=values.astype(object), dtype=h5py.string_dtype("utf-8"))
-            else:
-                group.create_dataset(column, data=values)
-
-
-def _load(run_dir, spec: _Table, missing_ok: bool) -> pd.DataFrame:
-    import h5py
-
-    path = results_dir(run_dir) / f"{spec.name}.h5"
-    dtypes = {column: object if column in spec.string_columns else np.float64 if column == "value" else np.int64
-              for column in spec.columns}
-    if not path.exists():
-        if missing_ok:
-            return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
-        raise DataFileError(f"no {spec.name.replace('_', ' ')} table at {path}; run `mftma rollback {run_dir}` first")
-    try:
-        with h5py.File(path, "r") as handle:
-            group = handle[spec.name]
-            if group.attrs.get("format") != f"mftma-{spec.name}":
-                raise DataFileError(f"{path} is not an mftma {spec.name.replace('_', ' ')} table")
-            columns = {column: group[column].asstr()[()] if column in spec.string_columns else group[column][()]
-                       for column in spec.columns}
-    except DataFileError:
-        raise
-    except (OSError, KeyError) as error:
-        raise DataFileError(f"cannot read {path}: {error}") from error
-    return pd.DataFrame(columns).astype(dtypes)

@@ -40,7 +40,8 @@ def training_curves(metrics, best_epoch: int | None = None):
     Returns
     -------
     matplotlib.figure.Figure
-        Two panels (loss, accuracy) or one (accuracy) when there is no loss column.
+        Two panels (loss, accuracy) or one (accuracy) when there is no loss column, and one legend of
+        all curves below the panels, where it covers none of them.
 
     Examples
     --------
@@ -71,6 +72,9 @@ def training_curves(metrics, best_epoch: int | None = None):
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
-            ax.legend(frameon=False)
+        handles = {}
+        for ax in axes[0]:
+            handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=len(handles), frameon=False)
         fig.suptitle("Training curves (permuted: against training labels; restored: against true labels)")
     return fig

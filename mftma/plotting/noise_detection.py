@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from mftma.names import NOISE_SIGNALS
 from mftma.plotting.style import PAPER_WIDTH, paper_style
 
 
@@ -18,14 +19,12 @@ def detection_curves(table):
     -------
     matplotlib.figure.Figure
     """
-    from mftma.pipeline.detect_noise import SIGNALS
-
     epsilon = float(table["epsilon"].iloc[0])
     with paper_style():
         fig, axes = plt.subplots(1, 2, figsize=(PAPER_WIDTH, 3.3), sharex=True, layout="constrained")
         for ax, column, chance, label in ((axes[0], "roc_auc", 0.5, "ROC-AUC"),
                                            (axes[1], "precision_at_eps", epsilon, f"precision at $\\epsilon$ = {epsilon:.2f}")):
-            for signal in [name for name in SIGNALS if name in set(table["signal"])]:
+            for signal in [name for name in NOISE_SIGNALS if name in set(table["signal"])]:
                 rows = table[table["signal"] == signal].sort_values("epoch")
                 ax.plot(rows["epoch"], rows[column], label=signal.replace("_", " "))
             ax.axhline(chance, color="0.5", linestyle=":", linewidth=1, label="chance")

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mftma.plotting.style import PAPER_WIDTH, metric_label, ordered_subsets, paper_style, subset_color
-from mftma.plotting.tables import check_results, layer_order, layer_profile, metric_values
+from mftma.results.selections import check_results, layer_order, layer_profile, metric_values
 
 #: Rows of the profile figure.
 PROFILE_METRICS = ("capacity", "radius", "dimension")

@@ -7,7 +7,7 @@ from matplotlib.colors import Normalize
 
 from mftma.errors import InputError
 from mftma.plotting.style import PAPER_WIDTH, ordered_subsets, paper_style
-from mftma.plotting.tables import require_columns
+from mftma.results.selections import require_columns
 
 ROLLBACK_COLUMNS = ("direction", "k", "epoch", "subset", "metric", "value")
 _DIRECTION_TITLES = {"last": "last k layers", "first": "first k layers (control)"}

@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
-from mftma.pipeline.results import SUBSET_ORDER
+from mftma.names import SUBSETS
 
 #: Width of a two-column paper figure, in inches.
 PAPER_WIDTH = 7.0
@@ -68,7 +68,7 @@ def metric_label(metric: str) -> str:
 def ordered_subsets(subsets) -> list[str]:
     """``subsets`` in the canonical display order; unknown names follow, sorted."""
     present = set(subsets)
-    known = [name for name in SUBSET_ORDER if name in present]
+    known = [name for name in SUBSETS if name in present]
     return known + sorted(present - set(known))
 
 

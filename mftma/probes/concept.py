@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from mftma.errors import InputError
+from mftma.probes.classification import DEFAULT_FOLDS
 
 METHODS = ("linear", "ridge")
 #: Ridge penalties (on standardized features) searched by leave-one-out cross-validation per fold.
 RIDGE_ALPHAS = tuple(np.logspace(-2, 5, 8))
-DEFAULT_FOLDS = 5
 #: Columns of :func:`concept_table`.
 CONCEPT_COLUMNS = ("layer", "concept", "method", "r2", "r2_std", "baseline_r2", "baseline_r2_std")
 

@@ -23,7 +23,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mftma.errors import InputError
-from mftma.experiments.flawed.experiment import check_samples, local_scheduler, train_run, write_table
+from mftma.estimator import DEFAULT_N_REPS, DEFAULT_N_T
+from mftma.pipeline.flawed.experiment import check_samples, local_scheduler, train_run, write_table
 from mftma.probes.concept import DEFAULT_FOLDS, METHODS
 from mftma.run_lock import run_directory_lock
 
@@ -45,8 +46,8 @@ def resolve_epoch(run, epoch) -> int:
     return epoch
 
 
-def analyze_epochs(run, epochs, *, layers=None, subsets=None, n_t=200, n_reps=10, seed=0, probes=True,
-                   scheduler=None, progress=True) -> pd.DataFrame:
+def cache_and_analyze_epochs(run, epochs, *, layers=None, subsets=None, n_t=DEFAULT_N_T, n_reps=DEFAULT_N_REPS,
+                             seed=0, probes=True, scheduler=None, progress=True) -> pd.DataFrame:
     """Cache and analyse some epochs of a run; the results table with an ``at`` column naming each epoch.
 
     Parameters
@@ -112,7 +113,8 @@ def concept_experiment(config, out, *, n_examples: int | None = None, methods=ME
     """
     from threadpoolctl import threadpool_limits
 
-    from mftma.experiments.flawed.features import channel_means, layer_features
+    from mftma.cache.features import layer_features
+    from mftma.pipeline.flawed.features import channel_means
     from mftma.experiments.models import build_model
     from mftma.probes.concept import concept_table
 
@@ -152,9 +154,9 @@ def _final_accuracies(runs: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def corruption_experiment(config, out, *, kinds=CORRUPTION_KINDS, epochs=("final",), layers=None, n_t: int = 200,
-                          n_reps: int = 10, seed: int = 0, probes: bool = True, scheduler: str | None = None,
-                          progress: bool = True) -> pd.DataFrame:
+def corruption_experiment(config, out, *, kinds=CORRUPTION_KINDS, epochs=("final",), layers=None,
+                          n_t: int = DEFAULT_N_T, n_reps: int = DEFAULT_N_REPS, seed: int = 0, probes: bool = True,
+                          scheduler: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Train the run of ``config`` under each corruption kind; curves and per-layer geometry side by side.
 
     Parameters
@@ -193,7 +195,7 @@ def corruption_experiment(config, out, *, kinds=CORRUPTION_KINDS, epochs=("final
         for kind, variant in variants.items():
             run = train_run(variant, out, kind, progress)
             curves.append(run.metrics().assign(kind=kind))
-            tables.append(analyze_epochs(run, epochs, layers=layers, n_t=n_t, n_reps=n_reps, seed=seed,
+            tables.append(cache_and_analyze_epochs(run, epochs, layers=layers, n_t=n_t, n_reps=n_reps, seed=seed,
                                          probes=probes, scheduler=address, progress=progress).assign(kind=kind))
     write_table(pd.concat(curves, ignore_index=True), Path(out) / "corruption_curves.csv")
     table = pd.concat(tables, ignore_index=True)
@@ -202,8 +204,8 @@ def corruption_experiment(config, out, *, kinds=CORRUPTION_KINDS, epochs=("final
 
 
 def size_sweep(config, out, *, widths=(0.25, 0.5, 1.0, 2.0), layer: str | None = None, epochs=("best", "final"),
-               subsets=None, n_t: int = 200, n_reps: int = 10, seed: int = 0, probes: bool = False,
-               scheduler: str | None = None, progress: bool = True) -> pd.DataFrame:
+               subsets=None, n_t: int = DEFAULT_N_T, n_reps: int = DEFAULT_N_REPS, seed: int = 0,
+               probes: bool = False, scheduler: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Train the run of ``config`` at several model widths; accuracy and final-layer geometry per width.
 
     Parameters
@@ -236,7 +238,7 @@ def size_sweep(config, out, *, widths=(0.25, 0.5, 1.0, 2.0), layer: str | None =
             run = train_run(config.replace(model={"width": width}), out, f"width_{width:g}", progress)
             rows.append(_size_row(run, width))
             last_layer = layer or run.metadata["model"]["layers"][-1]
-            table = analyze_epochs(run, epochs, layers=[last_layer], subsets=subsets, n_t=n_t, n_reps=n_reps,
+            table = cache_and_analyze_epochs(run, epochs, layers=[last_layer], subsets=subsets, n_t=n_t, n_reps=n_reps,
                                    seed=seed, probes=probes, scheduler=address, progress=progress)
             tables.append(table.assign(width=width, num_parameters=rows[-1]["num_parameters"]))
     write_table(pd.concat(tables, ignore_index=True), Path(out) / "size_geometry.csv")

@@ -27,12 +27,15 @@ import torch
 from tqdm.auto import tqdm
 
 from mftma.errors import InputError
-from mftma.experiments.flawed.experiment import check_samples, train_run, write_table
-from mftma.experiments.flawed.features import CacheReduction, layer_features, subset_geometry
+from mftma.pipeline.flawed.experiment import check_samples, train_run, write_table
+from mftma.cache.features import CacheReduction, layer_features, sample_inputs
+from mftma.estimator import DEFAULT_N_REPS, DEFAULT_N_T
+from mftma.experiments.evaluation import classification_accuracy
 from mftma.experiments.models import LayeredModel
+from mftma.pipeline.flawed.features import subset_geometry
 from mftma.pipeline.rollback import rolled_back_blocks
+from mftma.probes.classification import DEFAULT_FOLDS
 
-MODES = ("trained", "cascade", "independent")
 TABLE = "randomization"
 ACCURACY_TABLE = "randomization_accuracy"
 
@@ -99,17 +102,10 @@ def _reset(block: torch.nn.Module, name: str) -> None:
                              "it cannot be re-initialised")
 
 
-@torch.no_grad()
-def classification_accuracy(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> float:
-    """Fraction of ``inputs`` that ``model`` (in eval mode) classifies as ``labels``."""
-    model.eval()
-    predictions = torch.cat([model(batch).argmax(dim=1) for batch in inputs.split(batch_size)])
-    return (predictions == labels).double().mean().item()
-
-
 def randomization_experiment(config, out, *, epoch: int | None = None, subset: str = "test", M: int | None = None,
-                             P: int | None = None, n_t: int = 200, n_reps: int = 10, seed: int = 0,
-                             probe_folds: int | None = 5, progress: bool = True) -> pd.DataFrame:
+                             P: int | None = None, n_t: int = DEFAULT_N_T, n_reps: int = DEFAULT_N_REPS,
+                             seed: int = 0, probe_folds: int | None = DEFAULT_FOLDS,
+                             progress: bool = True) -> pd.DataFrame:
     """Train the run of ``config`` into ``OUT/runs/trained`` and measure every randomized variant of it.
 
     Parameters
@@ -149,7 +145,7 @@ def randomization_experiment(config, out, *, epoch: int | None = None, subset: s
     dataset, cache = run.dataset(), config.cache
     sample = sample_subsets(run.corruption(), dataset.y_test.numpy(), dataset.num_classes, M=cache.M, P=cache.P,
                             seed=cache.seed, subsets=[subset])[subset]
-    inputs = (dataset.x_train if sample.split == "train" else dataset.x_test)[torch.as_tensor(sample.indices)]
+    inputs = sample_inputs(dataset, sample.split, sample.indices)
     layers, blocks = model.analysis_layers, list(model.blocks.keys())
     reduce = CacheReduction(cache.projection_dim, cache.pool, cache.seed, cache.projection)
     shared, rows, accuracies = {}, [], []

@@ -1,6 +1,6 @@
 """Intentionally flawed models and data (docs/method.md §3.3, §4; issue 6).
 
-Each experiment reads a *flawed config* (:func:`~mftma.experiments.flawed.experiment.load_experiment`):
+Each experiment reads a *flawed config* (:func:`~mftma.pipeline.flawed.experiment.load_experiment`):
 a run config (sections ``data``, ``corruption``, ``model``, ``training``, ``cache``) plus a ``flawed``
 section of the experiment's own settings. It trains its runs with :func:`mftma.experiments.training.train`
 into ``OUT/runs/<name>`` (resumable), measures, and writes tidy CSV tables into ``OUT``:

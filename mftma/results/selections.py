@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from mftma.errors import InputError
-from mftma.pipeline.results import validate_results
+from mftma.results.table import single_settings, validate_results
 
 
 def require_columns(table: pd.DataFrame, columns, what: str) -> None:
@@ -17,12 +17,14 @@ def require_columns(table: pd.DataFrame, columns, what: str) -> None:
 
 
 def check_results(results: pd.DataFrame) -> pd.DataFrame:
-    """Validate a tidy results table of one run and return it in canonical form.
+    """Validate a tidy results table of one run and one analysis settings; return it in canonical form.
 
     Raises
     ------
     InputError
-        If the table breaks the schema of :mod:`mftma.pipeline.results`, is empty or mixes several runs.
+        If the table breaks the schema of :mod:`mftma.results.table`, is empty, mixes several runs,
+        or mixes several analysis settings (select one with
+        :func:`mftma.results.table.select_settings`; values are never averaged across settings).
     """
     results = validate_results(results)
     if results.empty:
@@ -31,6 +33,7 @@ def check_results(results: pd.DataFrame) -> pd.DataFrame:
         raise InputError(
             f"results table holds several runs {sorted(results['run'].unique())}; select one run first"
         )
+    single_settings(results)
     return results
 
 

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mftma.errors import InputError
-from mftma.experiments.flawed.experiment import train_run, write_table
+from mftma.pipeline.flawed.experiment import train_run, write_table
 
 TABLE = "gradients"
 GROUPS = ("permuted", "unpermuted")
