@@ -254,3 +254,17 @@ def test_command_line(reference, tmp_path, capsys):
     for option in ("--epochs", "--layers", "--subsets", "--kappa", "--n-t", "--n-reps", "--seed", "--no-probes",
                    "--scheduler", "--workers", "--probe-folds", "--probe-c"):
         assert option in help_text
+
+
+def test_warning_summary_names_the_warned_cells_in_order(tmp_path):
+    from mftma.pipeline.analyze import WARNED_METRIC, warning_summary
+
+    rows = [("e", 8, "fc1", 4, "test", WARNED_METRIC, 2.0, "k"),
+            ("e", 2, "logits", 5, "permuted", WARNED_METRIC, 1.0, "k"),
+            ("e", 2, "conv1", 1, "test", WARNED_METRIC, 0.0, "k"), ("e", 2, "conv1", 1, "test", "capacity", 0.1, "k")]
+    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    summary = warning_summary(table, tmp_path)
+    assert summary.startswith("MFTMAWarning in 2 of 3 cells (3 manifolds): epoch 2 logits permuted (1), "
+                              "epoch 8 fc1 test (2).")
+    assert str(tmp_path / "results" / "results.csv") in summary
+    assert warning_summary(table[table["value"] == 0], tmp_path) is None

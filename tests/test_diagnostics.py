@@ -103,7 +103,7 @@ def test_diagnose_command(clouds, tmp_path, capsys):
     np.savez(tmp_path / "layer.npz", manifolds=clouds)
     output = tmp_path / "diagnosis.json"
     arguments = ["diagnose", str(tmp_path / "layer.npz"), "--n-t-values", "20", "40", "--n-t", "40",
-                 "--seeds", "2", "--n-reps", "1", "--no-progress", "--output", str(output)]
+                 "--n-seeds", "2", "--n-reps", "1", "--no-progress", "--out", str(output)]
     assert main(arguments) == 0
     printed = capsys.readouterr().out
     assert "more samples per manifold would change the answer" in printed
@@ -115,7 +115,7 @@ def test_simcap_command(tmp_path, capsys):
     np.savez(tmp_path / "layer.npz", manifolds=balls)
     output = tmp_path / "simcap.json"
     arguments = ["simcap", str(tmp_path / "layer.npz"), "--precision", "0.2", "--n-t", "400", "--n-reps", "1",
-                 "--jobs", "1", "--no-progress", "--json", str(output)]
+                 "--jobs", "1", "--no-progress", "--out", str(output)]
     assert main(arguments) == 0
     printed = capsys.readouterr().out
     assert "simulated capacity" in printed and "mean-field capacity" in printed
@@ -126,6 +126,14 @@ def test_simcap_command(tmp_path, capsys):
 def test_commands_report_missing_input(tmp_path, capsys):
     assert main(["simcap", str(tmp_path / "missing.npz")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, out", [("diagnose", "diagnosis.txt"), ("simcap", "simcap.csv")])
+def test_commands_check_the_output_name_before_reading_anything(tmp_path, capsys, command, out):
+    # The source does not exist: the output name is refused first, before any work.
+    assert main([command, str(tmp_path / "missing.npz"), "--out", str(tmp_path / out)]) == 1
+    error = capsys.readouterr().err
+    assert out in error and "does not exist" not in error
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +173,18 @@ def test_validation_figure_runs_on_a_run_directory(cached_run, tmp_path):
     assert table.loc[0, "ci_low"] <= table.loc[0, "simulated"] <= table.loc[0, "ci_high"]
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert "->" not in rerun.stdout  # every cell was reused
+
+
+@pytest.mark.parametrize("M, expected", [(50, "fc1"), (100, "conv3")])
+def test_default_layer_is_the_deepest_wide_enough_to_simulate(M, expected):
+    from mftma.pipeline.manifold_sources import default_layer
+
+    widths = {"input": 40, "conv3": 300, "fc1": 256, "logits": 10}
+    entries = pd.DataFrame([
+        {"epoch": epoch, "layer": layer, "layer_index": index, "subset": "test", "N": N, "P": 10, "M": M,
+         "complete": True}
+        for epoch in (0, 5) for index, (layer, N) in enumerate(widths.items())
+    ])
+    # P * M / 2 = 250 features: fc1 is the deepest layer that wide; at M = 100 none is, so the widest.
+    assert default_layer(entries, 5, "test") == expected
+    assert default_layer(entries, 7, "test") is None

@@ -71,6 +71,7 @@ def test_sklearn_style_estimator_forwards_its_settings(rng):
     assert model.result_.settings == expected.settings
     for name in ("capacity", "radius", "dimension"):
         np.testing.assert_array_equal(getattr(model, f"{name}_"), getattr(expected, name))
+        assert getattr(model, f"{name}_avg_") == getattr(expected, f"{name}_avg")
     assert (model.K_, model.center_correlation_) == (expected.K, expected.center_correlation)
     seeded = ManifoldAnalysis(kappa=0.2, n_t=30, n_reps=2, seed=1).fit(manifolds)
     assert seeded.result_.settings["t_vecs"] == "seeded"

@@ -188,7 +188,7 @@ def test_cli_prints_the_holder_without_a_traceback(tiny_run, capsys):
 
     _, run = tiny_run
     with _holder(run.path, "activation caching") as holder:
-        assert main(["train", "tiny", "--epochs", "1", "--out", str(run.path), "--no-progress"]) == 1
+        assert main(["train", "tiny", "--n-epochs", "1", "--out", str(run.path), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert f"in use by activation caching (pid {holder.pid}" in err and "Traceback" not in err
 

@@ -12,9 +12,12 @@ from mftma.errors import DataFileError, InputError
 from mftma.experiments.checkpoints import atomic_torch_save, checkpoint_path
 from mftma.pipeline.analyze import CELLS_DIRNAME, analyze_run
 from mftma.pipeline.claims import evaluate_claims
-from mftma.results.table import load_results, results_dir, select_settings
+from mftma.results.table import METRICS, load_results, results_dir, select_settings
 from mftma.pipeline.rollback import load_rollback, rollback
 from mftma.pipeline.figures import plot_run
+
+#: Rows of a cell analysed without probes: every metric but the three probe accuracies.
+GEOMETRY_METRICS_PER_CELL = len(set(METRICS) - {"probe_accuracy", "probe_accuracy_std", "transfer_probe_accuracy"})
 
 ANALYZE = ["--epochs", "0", "4", "--layers", "logits", "--n-t", "10", "--n-reps", "1", "--no-probes", "--workers", "1",
            "--no-progress"]
@@ -86,7 +89,7 @@ def test_calls_return_what_they_asked_and_keep_the_table(tiny_cached_run, tmp_pa
     run_dir = _copy(tiny_cached_run, tmp_path / "a")
     full = analyze_run(run_dir, processes=False, n_workers=1, **{**FAST, "layers": ["input", "logits"]})
     part = analyze_run(run_dir, processes=False, n_workers=1, **{**FAST, "epochs": [4], "n_t": 12})
-    assert set(zip(part["epoch"], part["layer"])) == {(4, "logits")} and len(part) == 4 * 7
+    assert set(zip(part["epoch"], part["layer"])) == {(4, "logits")} and len(part) == 4 * GEOMETRY_METRICS_PER_CELL
     table = load_results(run_dir)
     assert len(table) == len(full) + len(part)
     pd.testing.assert_frame_equal(select_settings(table, n_t=10), full)
@@ -139,4 +142,4 @@ def test_non_finite_cache_entry_is_an_error_record_retried_and_reported(tiny_cac
         handle[entry][...] = original
     table = analyze_run(run_dir, processes=False, n_workers=1, on_cell_done=seen.append, **FAST)
     assert [record["cell"]["subset"] for record in seen] == ["permuted"] and "error" not in seen[0]
-    assert len(table) == 8 * 7 and np.isfinite(table["value"]).all()
+    assert len(table) == 8 * GEOMETRY_METRICS_PER_CELL and np.isfinite(table["value"]).all()

@@ -249,17 +249,17 @@ def _cli(*argv):
 
 
 def test_cli_trains_with_overrides_and_reports(tmp_path, capsys):
-    assert _cli("tiny", "--out", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu", "--no-progress") == 0
+    assert _cli("tiny", "--out", str(tmp_path / "run"), "--n-epochs", "1", "--device", "cpu", "--no-progress") == 0
     assert "test accuracy" in capsys.readouterr().out
     with pytest.raises(InputError, match="training.epochs"):
-        _cli("tiny", "--out", str(tmp_path / "run"), "--epochs", "2", "--no-progress")
+        _cli("tiny", "--out", str(tmp_path / "run"), "--n-epochs", "2", "--no-progress")
 
 
 def test_cli_help_explains_every_option(capsys):
     with pytest.raises(SystemExit):
         _cli("--help")
     text = capsys.readouterr().out
-    for option in ("--out", "--epochs", "--device", "--num-threads", "--no-progress", "metrics.csv"):
+    for option in ("--out", "--n-epochs", "--device", "--num-threads", "--no-progress", "metrics.csv"):
         assert option in text
 
 

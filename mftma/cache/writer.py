@@ -30,7 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from mftma.progress import progress_bar
 
 import mftma
 from mftma.atomic import atomic_path
@@ -314,7 +314,7 @@ class _EpochWriter:
         self.inputs: dict[str, h5py.Dataset | None] = {}  # a complete input entry per selection, once known
         self.dataset = run.dataset()
         total = len(settings.epochs) * len(settings.layers) * len(selections)
-        self.bar = tqdm(total=total, unit="entry", desc="caching", disable=not progress)
+        self.bar = progress_bar(total=total, unit="entry", desc="caching", enabled=progress)
         self.flushed = time.monotonic()
 
     def write_all(self) -> None:

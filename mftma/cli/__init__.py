@@ -8,6 +8,7 @@ Each subcommand lives in its own module ``mftma.cli.<name>`` that defines
 ``run(args)``
     does the work and returns an exit status (0 on success).
 
+Options that several subcommands share come from :mod:`mftma.cli.options` (one table).
 Modules import heavy dependencies (torch, numba, dask) inside ``run`` so that
 ``mftma --help`` stays fast.
 """
@@ -17,6 +18,7 @@ import argparse
 import importlib
 import sys
 
+from mftma import __version__
 from mftma.errors import MFTMAError
 
 #: Subcommand modules, in the order ``mftma --help`` lists them.
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
             "and linear-probe accuracy for unpermuted, permuted, restored and test examples."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"mftma {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"mftma.cli.{name.replace('-', '_')}").register(subparsers)
@@ -54,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "func"):
-        parser.print_help()
+    if not hasattr(args, "func"):  # bare `mftma`: the help, as a usage error
+        parser.print_help(sys.stderr)
         return 2
     try:
         return int(args.func(args) or 0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from mftma.cli.options import add_option, add_options
 from mftma.probes.classification import BACKENDS, DEFAULT_C, DEFAULT_FOLDS
 
 DESCRIPTION = """\
@@ -27,18 +28,12 @@ def register(subparsers) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding activations.h5")
-    parser.add_argument("--epochs", nargs="+", type=int, metavar="EPOCH",
-                        help="cached epochs to analyse (default: all)")
-    parser.add_argument("--layers", nargs="+", metavar="LAYER", help="cached layers to analyse (default: all)")
-    parser.add_argument("--subsets", nargs="+", metavar="SUBSET",
-                        help="subsets among unpermuted, permuted, restored, shuffled, test (default: all cached)")
-    parser.add_argument("--kappa", type=float, default=0.0, help="MFTMA margin kappa (default: 0)")
-    parser.add_argument("--n-t", type=int, default=200, metavar="N",
-                        help="Gaussian t vectors per manifold in the anchor-point average (default: 200)")
-    parser.add_argument("--n-reps", type=int, default=10, metavar="N",
-                        help="restarts of the low-rank center-structure optimisation (default: 10)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the estimator's random draws and of the probes' folds (default: 0)")
+    add_option(parser, "--epochs", "cached epochs to analyse (default: all)")
+    add_option(parser, "--layers", "cached layers to analyse (default: all)")
+    add_option(parser, "--subsets", "subsets among unpermuted, permuted, restored, shuffled, test (default: all "
+                                    "cached)")
+    add_options(parser, "--kappa", "--n-t", "--n-reps")
+    add_option(parser, "--seed", "seed of the estimator's random draws and of the probes' folds (default: 0)")
     parser.add_argument("--no-probes", dest="probes", action="store_false",
                         help="skip the linear probes (geometry and data dimension only)")
     parser.add_argument("--probe-folds", type=int, default=DEFAULT_FOLDS, metavar="K",
@@ -48,17 +43,12 @@ def register(subparsers) -> None:
     parser.add_argument("--probe-backend", choices=BACKENDS, default="auto",
                         help="probe implementation: torch (batched folds, a GPU when present) or the "
                              "scikit-learn reference; auto = torch (default: auto)")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
-                             "(default: start a local cluster)")
-    parser.add_argument("--workers", type=int, metavar="N",
-                        help="worker processes of the local cluster (default: one per core)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_options(parser, "--scheduler", "--workers", "--no-progress")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from mftma.pipeline.analyze import analyze_run
+    from mftma.pipeline.analyze import analyze_run, warning_summary
     from mftma.results.table import RESULTS_CSV, RESULTS_H5, results_dir
 
     table = analyze_run(
@@ -69,4 +59,7 @@ def run(args) -> int:
     cells = table[["epoch", "layer", "subset"]].drop_duplicates()
     directory = results_dir(args.run_dir)
     print(f"{len(cells)} cells, {len(table)} rows: {directory / RESULTS_H5} and {directory / RESULTS_CSV}")
+    summary = warning_summary(table, args.run_dir)
+    if summary:
+        print(summary)
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from mftma.cli.options import add_option
+
 DESCRIPTION = """\
 Cache the activations of a trained run (written by `mftma train`) in RUN_DIR/activations.h5: for each
 checkpoint epoch and analysis layer, the features of a fixed sample of P classes x M examples for each
@@ -26,15 +28,12 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `mftma train`")
-    parser.add_argument("--epochs", nargs="+", type=int, metavar="EPOCH",
-                        help="checkpoint epochs to cache (default: every checkpoint)")
-    parser.add_argument("--layers", nargs="+", metavar="LAYER",
-                        help="analysis layer names, e.g. input conv1 logits (default: config cache.layers)")
-    parser.add_argument("--subsets", nargs="+", metavar="SUBSET",
-                        help="subsets among unpermuted, permuted, restored, shuffled, test (default: config "
-                             "cache.subsets)")
-    parser.add_argument("--M", type=int, help="examples per class manifold (default: config cache.M, 50)")
-    parser.add_argument("--P", type=int, help="number of classes (default: config cache.P; all classes)")
+    add_option(parser, "--epochs", "checkpoint epochs to cache (default: every checkpoint)")
+    add_option(parser, "--layers", "analysis layer names, e.g. input conv1 logits (default: config cache.layers)")
+    add_option(parser, "--subsets", "subsets among unpermuted, permuted, restored, shuffled, test "
+                                    "(default: config cache.subsets)")
+    add_option(parser, "--M", "examples per class manifold (default: config cache.M, 50)")
+    add_option(parser, "--P", "number of classes (default: config cache.P; all classes)")
     parser.add_argument("--projection-dim", type=int, metavar="N",
                         help="largest stored feature dimension; larger layers are randomly projected to N "
                              "(default: config cache.projection_dim, 5000)")
@@ -45,14 +44,13 @@ def register(subparsers) -> None:
                         help="random projection of layers wider than --projection-dim: gaussian (dense, the "
                              "original protocol) or sparse (sparse sign, ~10x faster on wide layers) "
                              "(default: config cache.projection)")
-    parser.add_argument("--device", metavar="DEVICE",
-                        help="auto (CUDA when present), cpu, cuda or cuda:N: runs the forward pass and the "
-                             "projection (default: config cache.device)")
+    add_option(parser, "--device", "auto (CUDA when present), cpu, cuda or cuda:N: runs the forward pass and the "
+                                   "projection (default: config cache.device)")
     parser.add_argument("--dtype", choices=["float32", "float16"],
                         help="storage type of the features (default: config cache.dtype, float32)")
     parser.add_argument("--rebuild", action="store_true",
                         help="move an existing (e.g. stale) cache aside and write a new one")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_option(parser, "--no-progress")
     parser.set_defaults(func=run)
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from mftma.cli.options import add_option, add_options
+
 DESCRIPTION = """\
 Run the mean-field manifold analysis (MFTMA) on three generated families of P manifolds of M points in
 N dimensions and print capacity (inverse average), radius, dimension, center correlation, the number K
@@ -19,6 +21,8 @@ Nothing is downloaded; the data is drawn from --seed.
 
 #: Dimension of the low-dimensional families' manifolds, and radius relative to their centers' norm.
 BLOB_DIM, BLOB_RADIUS = 5, 0.5
+#: Sizes of the generated families when --P, --N, --M are not given.
+DEMO_SIZES = {"P": 20, "N": 500, "M": 50}
 #: Weight of the shared component of the "shared centers" family.
 SHARED_WEIGHT = 2.0
 
@@ -30,12 +34,11 @@ def register(subparsers) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--P", type=int, default=20, help="number of manifolds per family (default: 20)")
-    parser.add_argument("--N", type=int, default=500, help="number of features, the ambient dimension (default: 500)")
-    parser.add_argument("--M", type=int, default=50, help="number of points per manifold (default: 50)")
-    parser.add_argument("--n-t", type=int, default=200, help="Gaussian t vectors per manifold (default: 200)")
-    parser.add_argument("--kappa", type=float, default=0.0, help="margin kappa >= 0 (default: 0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data, restarts and t vectors (default: 0)")
+    add_option(parser, "--P", f"number of manifolds per family (default: {DEMO_SIZES['P']})")
+    add_option(parser, "--N", f"number of features, the ambient dimension (default: {DEMO_SIZES['N']})")
+    add_option(parser, "--M", f"number of points per manifold (default: {DEMO_SIZES['M']})")
+    add_options(parser, "--n-t", "--kappa")
+    add_option(parser, "--seed", "seed of the data, restarts and t vectors (default: 0)")
     parser.add_argument(
         "--backend",
         default="auto",
@@ -81,6 +84,9 @@ def run(args) -> int:
 
     from mftma.estimator.analysis import analyze_manifolds
 
+    for name, default in DEMO_SIZES.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     rows = []
     for name, manifolds in generated_families(args.P, args.N, args.M, args.seed).items():
         result = analyze_manifolds(manifolds, args.kappa, args.n_t, seed=args.seed, backend=args.backend)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from mftma.cli.options import add_option
+
 DESCRIPTION = """\
 Rank the training examples of RUN_DIR by signals recorded during training and measure, at every epoch,
 how well each ranking finds the permuted (mislabeled) examples, which are known from corruption.npz.
@@ -33,7 +35,7 @@ def register(subparsers) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `mftma train`")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/results)")
+    add_option(parser, "--out", "output folder (default: RUN_DIR/results)", metavar="DIR")
     parser.add_argument("--formats", nargs="+", default=["png"], metavar="FORMAT",
                         help="figure formats, any matplotlib format (default: png)")
     parser.set_defaults(func=run)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from mftma.cli.options import add_option
+
 DESCRIPTION = """\
 Experiments with intentionally flawed models and data (docs/method.md sections 3.3 and 4). CONFIG is a flawed
 config: a run config (data, corruption, model, training, cache) plus a `flawed` section with the
@@ -61,12 +63,11 @@ def register(subparsers) -> None:
                        f"with `python analysis/{script} DIR`.")
         sub = experiments.add_parser(name, help=short, description=description)
         sub.add_argument("config", metavar="CONFIG", help=f"flawed config file or built-in name, e.g. flawed_{name}")
-        sub.add_argument("--out", required=True, metavar="DIR",
-                         help="experiment folder (runs in DIR/runs, tables in DIR); rerunning resumes")
+        add_option(sub, "--out", "experiment folder (runs in DIR/runs, tables in DIR); rerunning resumes",
+                   required=True, metavar="DIR")
         if name in _USES_SCHEDULER:
-            sub.add_argument("--scheduler", metavar="ADDRESS",
-                             help="a running Dask scheduler for the analysis (default: a local cluster)")
-        sub.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+            add_option(sub, "--scheduler", "a running Dask scheduler for the analysis (default: a local cluster)")
+        add_option(sub, "--no-progress")
     parser.set_defaults(func=run)
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from mftma.cli.options import add_option
+
 DESCRIPTION = """\
 Draw the figures of an analysed run (after `mftma analyze RUN_DIR`) from its results table, into
 RUN_DIR/results/figures (or --out):
@@ -36,12 +38,13 @@ def register(subparsers) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory analysed by `mftma analyze`")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/results/figures)")
+    add_option(parser, "--out", "output folder (default: RUN_DIR/results/figures)", metavar="DIR")
     parser.add_argument("--metrics", nargs="+", metavar="METRIC",
                         help="metrics drawn as heatmaps, difference maps and profiles, e.g. capacity radius "
                              "(default: every analysed metric)")
     parser.add_argument("--formats", nargs="+", default=["png", "pdf"], metavar="FORMAT",
                         help="file formats to write, any matplotlib format (default: png pdf)")
+    add_option(parser, "--no-progress", "do not list the written figures")
     parser.add_argument("--settings", nargs="+", metavar="KEY|NAME=VALUE",
                         help="analysis settings to draw: a settings key, or values of kappa, n_t, n_reps, seed, "
                              "probe_C, probe_folds (needed when the table holds several)")
@@ -51,7 +54,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from mftma.pipeline.figures import plot_run
 
-    written = plot_run(args.run_dir, out_dir=args.out, formats=args.formats, progress=True,
+    written = plot_run(args.run_dir, out_dir=args.out, formats=args.formats, progress=args.progress,
                        settings=parse_settings(args.settings), metrics=args.metrics)
     print(f"{len(written)} files written")
     return 0

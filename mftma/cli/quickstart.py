@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
+
+from mftma.cli.options import add_option
 
 DESCRIPTION = """\
 Run the whole pipeline on the embedded default (MNIST-1D, a 1-D CNN, 30 % of the training labels permuted;
@@ -30,7 +33,7 @@ def register(subparsers) -> None:
         "quickstart", help="train, cache, analyze, plot and roll back K seeds of the default run; write summary.json",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    add_option(parser, "--out", "output folder (created if missing)", required=True, metavar="DIR")
     parser.add_argument("--profile", choices=["full", "ci"], default="full",
                         help="full: the default MNIST-1D replication (minutes per seed); ci: tiny runs with a "
                              "cheap estimator (seconds) (default: full)")
@@ -39,19 +42,23 @@ def register(subparsers) -> None:
                              "2 for ci)")
     parser.add_argument("--config", metavar="CONFIG",
                         help="run config (shipped name or YAML path) replacing the profile's config")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="hide stage messages and progress bars")
+    add_option(parser, "--no-progress", "hide stage messages and progress bars")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from mftma.cli.claims import print_verdicts
+    from mftma.cli.rollback import gain_line
+    from mftma.experiments.run import Run
+    from mftma.pipeline.analyze import warning_summary
     from mftma.pipeline.quickstart import SUMMARY_FILE, quickstart
+    from mftma.results.table import load_results
 
     summary = quickstart(args.out, profile=args.profile, config=args.config, seeds=args.seeds,
                          progress=args.progress)
     print()
     for run_summary in summary["runs"]:
+        run_dir = pathlib.Path(args.out) / run_summary["run_dir"]
         print(f"{run_summary['run_dir']}: best epoch {run_summary['best_epoch']} (test accuracy "
               f"{run_summary['test_accuracy']['best']:.3f}), last epoch {run_summary['last_epoch']} "
               f"(test accuracy {run_summary['test_accuracy']['last']:.3f})")
@@ -60,6 +67,12 @@ def run(args) -> int:
             print(f"  the true best epoch {true_best['epoch']} (test accuracy {true_best['test_accuracy']:.3f}) has "
                   f"no checkpoint; the analysed best is {true_best['analysed_minus_true_epochs']:+d} epochs from it, "
                   f"{true_best['test_accuracy_gap']:.3f} lower in test accuracy")
+        n_blocks = len(Run(run_dir).build_model().blocks)
+        for direction, best in run_summary["rollback"].items():
+            print("  " + gain_line(direction, best, n_blocks))
+        warned = warning_summary(load_results(run_dir), run_dir)
+        if warned:
+            print(warned)
     print_verdicts(summary)
     print(f"summary: {args.out}/{SUMMARY_FILE}")
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from mftma.cli.options import add_deprecated_alias, add_option
+
 DESCRIPTION = """\
 Train the network described by CONFIG (a YAML file, or the name of a built-in config: mnist1d, tiny,
 digits, cifar100_vgg16) and record it in RUN_DIR:
@@ -29,15 +31,16 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", metavar="CONFIG", help="YAML run config, or a built-in config name")
-    parser.add_argument("--out", required=True, metavar="RUN_DIR",
-                        help="run directory to create, or to resume when it holds the same settings")
-    parser.add_argument("--epochs", type=int, metavar="N",
-                        help="override training.epochs (changes the settings hash, hence needs a new RUN_DIR)")
-    parser.add_argument("--device", metavar="DEVICE",
-                        help="override training.device: auto (CUDA when present), cpu, cuda or cuda:N")
+    add_option(parser, "--out", "run directory to create, or to resume when it holds the same settings",
+               required=True, metavar="RUN_DIR")
+    n_epochs = parser.add_argument("--n-epochs", type=int, metavar="N",
+                                   help="override training.epochs (changes the settings hash, hence needs a new "
+                                        "RUN_DIR)")
+    add_deprecated_alias(parser, "--epochs", n_epochs)
+    add_option(parser, "--device", "override training.device: auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--num-threads", type=int, metavar="N",
                         help="override training.num_threads (CPU threads for torch)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_option(parser, "--no-progress")
     parser.set_defaults(func=run)
 
 
@@ -46,7 +49,7 @@ def run(args) -> int:
     from mftma.experiments.training import train
 
     config = load_config(args.config)
-    overrides = {"epochs": args.epochs, "device": args.device, "num_threads": args.num_threads}
+    overrides = {"epochs": args.n_epochs, "device": args.device, "num_threads": args.num_threads}
     config = config.replace(training={key: value for key, value in overrides.items() if value is not None})
     finished = train(config, args.out, progress=args.progress)
     metrics = finished.metrics().set_index("epoch")

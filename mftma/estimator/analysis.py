@@ -152,10 +152,10 @@ def map_in_threads(function, count: int, desc: str, progress: bool) -> list:
     As many threads as numba may use here (1 inside a single-threaded Dask task); meant to run with
     a single-threaded BLAS, as :func:`analyze_manifolds` sets up.
     """
-    from tqdm.auto import tqdm
+    from mftma.progress import progress_bar
 
     with ThreadPoolExecutor(numba.get_num_threads()) as pool:
-        return list(tqdm(pool.map(function, range(count)), total=count, desc=desc, disable=not progress))
+        return list(progress_bar(pool.map(function, range(count)), total=count, desc=desc, enabled=progress))
 
 
 @dataclass(frozen=True)
@@ -469,6 +469,8 @@ class ManifoldAnalysis:
         Set by :meth:`fit`.
     capacity_, radius_, dimension_ : ndarray, (P,)
         Per-manifold results.
+    capacity_avg_, radius_avg_, dimension_avg_ : float
+        Their averages (``GeometryResult.capacity_avg`` etc.).
     center_correlation_ : float
     K_ : int
 
@@ -503,5 +505,7 @@ class ManifoldAnalysis:
         )
         self.result_ = result
         self.capacity_, self.radius_, self.dimension_ = result.capacity, result.radius, result.dimension
+        self.capacity_avg_, self.radius_avg_ = result.capacity_avg, result.radius_avg
+        self.dimension_avg_ = result.dimension_avg
         self.center_correlation_, self.K_ = result.center_correlation, result.K
         return self

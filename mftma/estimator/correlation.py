@@ -465,7 +465,7 @@ def low_rank_center_structure(
     >>> structure.directions.shape[0], structure.K >= 1
     (50, True)
     """
-    from tqdm.auto import tqdm
+    from mftma.progress import progress_bar
 
     rng = np.random.default_rng() if rng is None else rng
     basis = centers_basis(centers)
@@ -480,7 +480,7 @@ def low_rank_center_structure(
     correlation = mean_abs_correlation(gram)
     dim = coordinates.shape[1]
     solutions, residuals, agreements = [], [], []
-    for rank in tqdm(range(1, largest_rank(coordinates) + 1), desc="center structure", disable=not progress):
+    for rank in progress_bar(range(1, largest_rank(coordinates) + 1), desc="center structure", enabled=progress):
         starts = _starting_points(coordinates, solutions[-1] if solutions else np.zeros((dim, 0)), n_reps, rng)
         candidates, _ = _optimize_restarts(coordinates, gram, starts, MAX_ITERATIONS, GRADIENT_TOL)
         stabilities = _stabilities(coordinates, gram, candidates)

@@ -75,15 +75,29 @@ class Diagnosis:
         """Write the table as CSV or the whole diagnosis as JSON (by suffix), atomically; returns the path."""
         from mftma.atomic import atomic_path
 
-        path = Path(path)
-        if path.suffix not in (".csv", ".json"):
-            raise InputError(f"output must end in .csv or .json, got {path}")
+        path = check_output_path(path)
         with atomic_path(path) as temporary:
             if path.suffix == ".csv":
                 self.table.to_csv(temporary, index=False)
             else:
                 temporary.write_text(json.dumps(self.to_dict(), indent=2))
         return path
+
+
+def check_output_path(path) -> Path | None:
+    """The output path of :meth:`Diagnosis.save` (None stays None); checked before any work is done.
+
+    Raises
+    ------
+    InputError
+        The name does not end in .csv or .json.
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    if path.suffix not in (".csv", ".json"):
+        raise InputError(f"output must end in .csv or .json, got {path}")
+    return path
 
 
 def diagnose(
@@ -135,7 +149,7 @@ def diagnose(
     >>> sorted(report.table["factor"].unique())
     ['M', 'n_t', 'projection']
     """
-    from tqdm.auto import tqdm
+    from mftma.progress import progress_bar
 
     checked = check_manifolds(manifolds)
     n_seeds = check_count(n_seeds, "n_seeds")
@@ -151,7 +165,7 @@ def diagnose(
     plan += [("projection", value) for value in projection_dims]
     options = {"kappa": kappa, "n_reps": n_reps}
     rows = []
-    with tqdm(total=len(plan) * n_seeds, desc="diagnose", disable=not progress) as bar:
+    with progress_bar(total=len(plan) * n_seeds, desc="diagnose", enabled=progress) as bar:
         for factor, value in plan:
             for repeat in range(n_seeds):
                 rng = np.random.default_rng([seed, FACTORS.index(factor), value, repeat])

@@ -215,12 +215,12 @@ class _SeparabilityTester:
     """Separable fractions at given ``N_c``, one deterministic random dichotomy per (seed, N_c, index)."""
 
     def __init__(self, points, owner, count, seed, method, n_jobs, progress):
-        from tqdm.auto import tqdm
+        from mftma.progress import progress_bar
 
         self.points, self.owner, self.count, self.seed = points, owner, count, seed
         self.solve = _lp_separable if method == "lp" else _svm_separable
         self.pool = ThreadPoolExecutor(n_jobs) if n_jobs > 1 else None
-        self.bar = tqdm(desc="separability tests", unit="test", disable=not progress)
+        self.bar = progress_bar(desc="separability tests", unit="test", enabled=progress)
         self.results: dict[int, list[bool]] = {}
 
     @property

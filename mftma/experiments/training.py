@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 import yaml
 from torch import nn
-from tqdm.auto import tqdm
+from mftma.progress import progress_bar
 
 import mftma
 from mftma.atomic import atomic_write, atomic_write_text
@@ -127,8 +127,8 @@ def _train(config: RunConfig, run_dir: Path, progress: bool, on_epoch_end) -> Ru
     generator = torch.Generator().manual_seed(settings.seed)
     rows = _start_or_resume(run_dir, settings.seed, model, optimizer, generator, data, schedule, lr=settings.lr)
 
-    bar = tqdm(range(len(rows), settings.epochs + 1), initial=len(rows) - 1, total=settings.epochs,
-               desc=f"train {run_dir.name}", unit="epoch", disable=not progress)
+    bar = progress_bar(range(len(rows), settings.epochs + 1), initial=len(rows) - 1, total=settings.epochs,
+                       desc=f"train {run_dir.name}", unit="epoch", enabled=progress)
     for epoch in bar:
         began = time.perf_counter()
         lr = settings.lr * lr_factor(settings, epoch)
@@ -190,7 +190,7 @@ def _train_epoch(model, optimizer, data, batch_size, generator, *, epoch, progre
     model.train()
     order = torch.randperm(len(data.y_train), generator=generator)
     batches = order.split(batch_size)
-    bar = tqdm(batches, desc="batches", unit="batch", leave=False, disable=not progress)
+    bar = progress_bar(batches, desc="batches", unit="batch", leave=False, enabled=progress)
     total, count = 0.0, 0
     for number, batch in enumerate(bar):
         x = data.x_train[batch].to(data.device, non_blocking=True)

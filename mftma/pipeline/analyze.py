@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import pathlib
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -43,13 +44,19 @@ import numpy as np
 import pandas as pd
 
 from mftma.atomic import atomic_path
-from mftma.errors import DataFileError, InputError
+from mftma.errors import DataFileError, InputError, MFTMAWarning
 from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T, SEEDED_RESULTS_REVISION
 from mftma.results.table import RESULT_COLUMNS, results_dir, save_results, validate_results
 from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER, resolve_backend
 from mftma.run_lock import run_directory_lock
 
 CELLS_DIRNAME = "cells"
+#: Metric counting the manifolds of a cell for which the estimator issued an MFTMAWarning.
+WARNED_METRIC = "warned_manifolds"
+#: Held while a cell records its warnings (the warnings module's state is process-wide).
+_WARNINGS_LOCK = threading.Lock()
+#: Cells named in :func:`warning_summary` before it abbreviates.
+MAX_LISTED_CELLS = 8
 SETTINGS_FILE = "settings.json"
 #: Fraction of variance that defines the explained-variance dimension (docs/method.md §2.9).
 EXPLAINED_VARIANCE = 0.9
@@ -216,12 +223,15 @@ def select_cells(cache, epochs=None, layers=None, subsets=None, *, entries=None)
         A requested name is not in the cache, or nothing is left to analyse.
     """
     entries = complete_entries(cache) if entries is None else entries
-    for column, wanted in (("epoch", epochs), ("layer", layers), ("subset", subsets)):
+    # Names in numeric, network and subset order (the cache's), in messages too.
+    for column, wanted, order in (("epoch", epochs, cache.epochs), ("layer", layers, cache.layers),
+                                  ("subset", subsets, cache.subsets)):
         if wanted is None:
             continue
-        unknown = sorted(set(wanted) - set(entries[column]), key=str)
+        present = set(entries[column])
+        unknown = list(dict.fromkeys(name for name in wanted if name not in present))
         if unknown:
-            known = sorted(set(entries[column]), key=str)
+            known = [name for name in order if name in present]
             raise InputError(f"{column}s {unknown} have no complete cache entries in {cache.path}; cached: {known}")
         entries = entries[entries[column].isin(wanted)]
     if entries.empty:
@@ -254,16 +264,18 @@ def analyze_cell(cache_path, cell: Cell, settings: dict) -> dict:
     Returns
     -------
     dict
-        ``{"cell": {...}, "key": settings key, "metrics": {name: value}, "seconds": {...}}``, or
-        ``{"cell": {...}, "key": ..., "error": message}`` when the cache entry cannot be read or holds
-        non-finite values (the error is reported, not raised inside the worker).
+        ``{"cell": {...}, "key": settings key, "metrics": {name: value}, "seconds": {...}, "warnings": [...]}``,
+        or ``{"cell": {...}, "key": ..., "error": message}`` when the cache entry cannot be read or holds
+        non-finite values (the error is reported, not raised inside the worker). The estimator's
+        :class:`~mftma.errors.MFTMAWarning` messages are recorded in ``warnings`` (not printed) and counted
+        in the metric ``warned_manifolds``.
     """
     from mftma.cache.reader import ActivationCache
 
     record = {"cell": dataclasses.asdict(cell), "key": settings["key"]}
     metrics, seconds = {}, {}
     try:
-        with _single_threaded(), ActivationCache(cache_path) as cache:
+        with _single_threaded(), ActivationCache(cache_path) as cache, _recorded_warnings() as caught:
             with _timer(seconds, "geometry"):
                 manifolds = _finite(cache.manifolds(cell.epoch, cell.layer, cell.subset), cell.subset)
                 metrics.update(_geometry(manifolds, settings["estimator"]))
@@ -273,7 +285,50 @@ def analyze_cell(cache_path, cell: Cell, settings: dict) -> dict:
     except (DataFileError, OSError) as error:
         return {**record, "error": f"{type(error).__name__}: {error}"}
     metrics = {name: float(value) for name, value in metrics.items()}
-    return {**record, "metrics": metrics, "seconds": seconds}
+    metrics[WARNED_METRIC] = float(len(caught))
+    return {**record, "metrics": metrics, "seconds": seconds, "warnings": caught}
+
+
+@contextlib.contextmanager
+def _recorded_warnings():
+    """Collect the cell's :class:`~mftma.errors.MFTMAWarning` messages instead of printing them.
+
+    Yields the list of messages, one per warned manifold (the estimator warns once per manifold); other
+    warnings are passed on. The warnings filters are process-wide, so cells running in threads of one
+    process (``processes=False``) take turns here; worker processes run one cell each at a time anyway.
+    """
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MFTMAWarning)
+        messages = []
+        yield messages
+    for warning in caught:
+        if issubclass(warning.category, MFTMAWarning):
+            messages.append(str(warning.message))
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def warning_summary(table: pd.DataFrame, run_dir) -> str | None:
+    """One paragraph on the cells whose estimator warned (metric ``warned_manifolds`` > 0), or None.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A results table (:func:`analyze_run`).
+    run_dir : str or path-like
+        Its run directory, named in the message (where the records are).
+    """
+    warned = table[(table["metric"] == WARNED_METRIC) & (table["value"] > 0)]
+    if warned.empty:
+        return None
+    warned = warned.sort_values(["epoch", "layer_index", "subset"])
+    cells = [f"epoch {row.epoch} {row.layer} {row.subset} ({int(row.value)})" for row in warned.itertuples()]
+    shown = ", ".join(cells[:MAX_LISTED_CELLS]) + (", ..." if len(cells) > MAX_LISTED_CELLS else "")
+    directory = results_dir(run_dir)
+    return (f"MFTMAWarning in {len(cells)} of {table[['epoch', 'layer', 'subset']].drop_duplicates().shape[0]} "
+            f"cells ({int(warned['value'].sum())} manifolds): {shown}. A warned manifold's center lies almost "
+            "entirely in the common center directions, so its radius and dimension may be outliers. Per cell: "
+            f"metric {WARNED_METRIC!r} in {directory / 'results.csv'}; messages under {directory / CELLS_DIRNAME}.")
 
 
 def _finite(arrays, subset: str):
@@ -379,13 +434,13 @@ class _Tasks:
     def run(self, client, cells: list[Cell], *, done: int, progress: bool) -> list[dict]:
         """Compute ``cells``; return the error records of those that failed."""
         from dask.distributed import as_completed
-        from tqdm.auto import tqdm
+        from mftma.progress import progress_bar
 
         futures = [
             client.submit(analyze_cell, self.cache_path, cell, self.settings, pure=False) for cell in cells
         ]
         failed = []
-        with tqdm(total=done + len(cells), initial=done, unit="cell", desc="analyze", disable=not progress) as bar:
+        with progress_bar(total=done + len(cells), initial=done, unit="cell", desc="analyze", enabled=progress) as bar:
             for future in as_completed(futures):
                 record = future.result()
                 record["identity"] = self.identities[Cell(**record["cell"])]

@@ -1,7 +1,7 @@
 """The 2-D embedding figure of a run's activation cache (see :mod:`mftma.plotting.embedding`)."""
 from __future__ import annotations
 
-from mftma.plotting.embedding import default_embedding_epochs, embedding_panels, penultimate_layer
+from mftma.plotting.embedding import EMBEDDING_ROWS, default_embedding_epochs, embedding_panels, penultimate_layer
 
 
 def cached_views(cache_path, layer: str, epochs, subsets=tuple(s for s, _ in EMBEDDING_ROWS)) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from mftma.errors import InputError
-from mftma.results.table import METRICS, results_dir
+from mftma.results.table import FLAG_METRICS, METRICS, results_dir
 from mftma.plotting.curves import training_curves
 from mftma.pipeline.embedding import cache_embedding
 from mftma.plotting.heatmaps import DIFFERENCE_PAIRS, difference_maps, metric_heatmaps
@@ -47,7 +47,10 @@ def analysed_best_epoch(metrics, results) -> int:
 
 
 def check_metrics(results, metrics) -> list[str]:
-    """``metrics`` (default: every metric of ``results``, in table order) after checking each is in ``results``.
+    """``metrics`` after checking each is in ``results``.
+
+    The default is every metric of ``results`` in table order, except the flags of
+    :data:`~mftma.pipeline.results.FLAG_METRICS` (e.g. ``warned_manifolds``), which can be asked for by name.
 
     Raises
     ------
@@ -56,7 +59,7 @@ def check_metrics(results, metrics) -> list[str]:
     """
     present = list(dict.fromkeys(results["metric"]))
     if metrics is None:
-        return present
+        return [metric for metric in present if metric not in FLAG_METRICS]
     missing = [metric for metric in metrics if metric not in present]
     if missing:
         unknown = [metric for metric in missing if metric not in METRICS]

@@ -21,7 +21,7 @@ def load_manifolds(source, epoch=None, layer=None, subset=None) -> tuple[list[np
     ----------
     source : str or pathlib.Path
         A run directory (or its ``activations.h5``): the entry ``epoch``, ``layer``, ``subset`` (default:
-        last epoch, last layer, first cached subset). Otherwise an ``.npz`` or ``.h5`` file with an array
+        last epoch, :func:`default_layer`, first cached subset). Otherwise an ``.npz`` or ``.h5`` file with an array
         ``manifolds`` shaped (P, N, M), or holding only that one array.
     epoch, layer, subset
         The cache entry; ignored for plain array files.
@@ -62,10 +62,37 @@ def _is_activation_cache(path: Path) -> bool:
 def _cache_manifolds(path, epoch, layer, subset):
     with ActivationCache(path) as cache:
         epoch = cache.epochs[-1] if epoch is None else epoch
-        layer = cache.layers[-1] if layer is None else layer
         subset = cache.subsets[0] if subset is None else subset
+        layer = default_layer(cache.entries(), epoch, subset) if layer is None else layer
         manifolds = cache.manifolds(epoch, layer, subset)
     return manifolds, f"{path} epoch {epoch}, layer {layer}, subset {subset}"
+
+
+def default_layer(entries, epoch, subset) -> str | None:
+    """The layer checked when none is named: the deepest with at least P * M / 2 features.
+
+    Unstructured clouds have a capacity of about 2/M, so their simulated capacity needs up to P * M / 2
+    projection dimensions; narrower layers (the logits of a 10-class network) can fail the simulation.
+    Without such a layer, the widest one.
+
+    Parameters
+    ----------
+    entries : pandas.DataFrame
+        ``ActivationCache.entries()``: epoch, layer, layer_index, subset, N, P, M, complete.
+    epoch, subset
+        The cache entry's epoch and subset.
+
+    Returns
+    -------
+    str or None
+        The layer, or None when the cache has no complete entry for that epoch and subset.
+    """
+    rows = entries[(entries["epoch"] == epoch) & (entries["subset"] == subset) & entries["complete"]]
+    if rows.empty:
+        return None
+    wide = rows[rows["N"] >= rows["P"] * rows["M"] / 2]
+    chosen = wide.sort_values("layer_index") if len(wide) else rows.sort_values(["N", "layer_index"])
+    return str(chosen["layer"].iloc[-1])
 
 
 def _h5_arrays(path):

@@ -307,6 +307,7 @@ def summarize(run, results, rollback_table) -> dict:
     """
     from mftma.pipeline.claims import evaluate_claims
     from mftma.pipeline.figures import analysed_best_epoch
+    from mftma.pipeline.rollback import best_partial_gain
     from mftma.results.selections import layer_order
 
     metrics = run.metrics().set_index("epoch")
@@ -321,7 +322,7 @@ def summarize(run, results, rollback_table) -> dict:
         "final_layer": final_layer,
         "geometry": {layer: {name: _geometry(results, layer, epoch) for name, epoch in (("best", best), ("last", last))}
                      for layer in ("input", final_layer)},
-        "rollback": {direction: _best_partial_gain(rollback_table, direction) for direction in ("last", "first")},
+        "rollback": {direction: best_partial_gain(rollback_table, direction) for direction in ("last", "first")},
         "claims": evaluate_claims(results, rollback_table, best, last),
     }
 
@@ -346,20 +347,3 @@ def _geometry(results, layer: str, epoch: int) -> dict:
                    & results["metric"].isin(SUMMARY_METRICS)]
     return {subset: {row.metric: round(float(row.value), 6) for row in group.itertuples()}
             for subset, group in rows.groupby("subset", sort=False)}
-
-
-def _best_partial_gain(table, direction: str) -> dict | None:
-    """Largest test-accuracy gain over the final network from rolling back 1 <= k < L blocks.
-
-    None if L = 1 or the table is empty (no rollback run).
-    """
-    test = table[(table["subset"] == "test") & (table["direction"] == direction)]
-    if test.empty:
-        return None
-    final = float(test.loc[test["k"] == 0, "value"].iloc[0])
-    partial = test[test["k"].between(1, int(table["k"].max()) - 1)]
-    if partial.empty:
-        return None
-    best = partial.loc[partial["value"].idxmax()]
-    return {"gain": round(float(best["value"]) - final, 6), "k": int(best["k"]), "epoch": int(best["epoch"]),
-            "test_accuracy": round(float(best["value"]), 6), "test_accuracy_final": round(final, 6)}

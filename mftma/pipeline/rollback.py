@@ -23,7 +23,7 @@ from (final and rollback epoch; for geometry also the estimator's seeded-results
 cache settings that fix the examples and the reduction). Both tables are resumable: a rerun skips
 finished cells; rows whose ``source`` is not the current one (training went on, a checkpoint was
 replaced) are dropped and recomputed when asked for. Geometry rows of other estimator settings
-(``n_t``, ``n_reps``, ``seed`` columns) are kept side by side.
+(``kappa``, ``n_t``, ``n_reps``, ``seed`` columns) are kept side by side.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import pandas as pd
 
 from mftma.cache.features import CachedSamples
 from mftma.errors import DataFileError, InputError
-from mftma.estimator import DEFAULT_N_REPS, DEFAULT_N_T
+from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T
 from mftma.estimator.validation import manifolds_from_rows
 from mftma.experiments.evaluation import classification_accuracy, evaluation_sets
 from mftma.results.rollback import (  # noqa: F401 (the table's names, public here before mftma.results)
@@ -114,7 +114,7 @@ class _EvaluationSets:
         return {subset: classification_accuracy(model, x, labels) for subset, (x, labels) in self.sets.items()}
 
 
-def _geometry(samples: CachedSamples, model, n_t: int, n_reps: int, seed: int) -> list[dict]:
+def _geometry(samples: CachedSamples, model, kappa: float, n_t: int, n_reps: int, seed: int) -> list[dict]:
     """Capacity, radius and dimension rows of every layer and subset of ``model``."""
     from mftma.estimator.analysis import analyze_manifolds
 
@@ -122,7 +122,7 @@ def _geometry(samples: CachedSamples, model, n_t: int, n_reps: int, seed: int) -
     for subset, sample in samples.samples.items():
         for layer, features in samples.features(model, subset).items():
             manifolds = manifolds_from_rows(features, int(sample["P"]), int(sample["M"]))
-            summary = analyze_manifolds(manifolds, n_t=n_t, n_reps=n_reps, seed=seed).summary()
+            summary = analyze_manifolds(manifolds, kappa=kappa, n_t=n_t, n_reps=n_reps, seed=seed).summary()
             rows += [dict(layer=layer, layer_index=samples.layer_index[layer], subset=subset, metric=metric,
                           value=float(summary[metric])) for metric in ROLLBACK_GEOMETRY_METRICS]
     return rows
@@ -173,7 +173,8 @@ def rollback(run, *, ks=None, epochs=None, directions=DIRECTIONS, progress: bool
 
 
 def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRECTIONS,
-                      n_t: int = DEFAULT_N_T, n_reps: int = DEFAULT_N_REPS, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+                      kappa: float = DEFAULT_KAPPA, n_t: int = DEFAULT_N_T, n_reps: int = DEFAULT_N_REPS, seed: int = 0,
+                      progress: bool = False) -> pd.DataFrame:
     """MFTMA capacity, radius and dimension of the rolled-back networks' layers.
 
     The examples and the per-layer reduction (pooling, random projection) are those of the run's
@@ -183,6 +184,8 @@ def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRE
     ----------
     layers : sequence of str, optional
         Cached layers to measure (default: all cached layers).{grid}
+    kappa : float
+        MFTMA margin.
     n_t, n_reps, seed : int
         Estimator settings (as in ``mftma analyze``).
 
@@ -196,10 +199,39 @@ def rollback_geometry(run, *, layers=None, ks=None, epochs=None, directions=DIRE
 
     run, cells = _cells(run, ks, epochs, directions)
     samples = CachedSamples(run, layers)
-    settings = {"n_t": int(n_t), "n_reps": int(n_reps), "seed": int(seed)}
+    settings = {"kappa": float(kappa), "n_t": int(n_t), "n_reps": int(n_reps), "seed": int(seed)}
     basis = json.dumps({"revision": SEEDED_RESULTS_REVISION, "cache": samples.cache_settings}, sort_keys=True)
-    return _fill(run, GEOMETRY_TABLE, cells, lambda model: _geometry(samples, model, n_t, n_reps, seed),
+    return _fill(run, GEOMETRY_TABLE, cells, lambda model: _geometry(samples, model, kappa, n_t, n_reps, seed),
                  ("layer", set(samples.layers)), settings, basis, progress)
+
+
+def best_partial_gain(table, direction: str, n_blocks: int | None = None) -> dict | None:
+    """Largest test-accuracy gain over the final network from rolling back 1 <= k < L blocks.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A rollback table (:func:`rollback`) holding ``direction``.
+    direction : str
+        ``"last"`` or ``"first"``.
+    n_blocks : int, optional
+        L, the network's number of blocks (default: the largest k of the table, the full grid's).
+
+    Returns
+    -------
+    dict or None
+        ``gain``, ``k``, ``epoch``, ``test_accuracy`` and ``test_accuracy_final``; None when the
+        network has one block (no partial rollback).
+    """
+    test = table[(table["subset"] == "test") & (table["direction"] == direction)]
+    final = float(test.loc[test["k"] == 0, "value"].iloc[0])
+    n_blocks = int(table["k"].max()) if n_blocks is None else n_blocks
+    partial = test[test["k"].between(1, n_blocks - 1)]
+    if partial.empty:
+        return None
+    best = partial.loc[partial["value"].idxmax()]
+    return {"gain": round(float(best["value"]) - final, 6), "k": int(best["k"]), "epoch": int(best["epoch"]),
+            "test_accuracy": round(float(best["value"]), 6), "test_accuracy_final": round(final, 6)}
 
 
 rollback.__doc__ = rollback.__doc__.format(grid=_GRID_DOC)
@@ -240,7 +272,7 @@ def _fill(run, spec: RollbackTable, cells, measure, covers, settings: dict, basi
 
 def _fill_locked(run, spec: RollbackTable, cells, measure, covers, settings, basis, progress: bool) -> pd.DataFrame:
     """:func:`_fill` while holding the run directory's lock (the table is read, extended and saved)."""
-    from tqdm.auto import tqdm
+    from mftma.progress import progress_bar
 
     final = run.checkpoint_epochs()[-1]
     table = load_table(run.path, spec, missing_ok=True)
@@ -251,7 +283,7 @@ def _fill_locked(run, spec: RollbackTable, cells, measure, covers, settings, bas
     if todo:
         model = run.build_model()
         blocks, final_state = list(model.blocks.keys()), run.state_dict(final)
-        with tqdm(total=len(todo), desc=spec.name.replace("_", " "), unit="cell", disable=not progress) as bar:
+        with progress_bar(total=len(todo), desc=spec.name.replace("_", " "), unit="cell", enabled=progress) as bar:
             for epoch in sorted({e for e, _, _ in todo}):
                 source_state = run.state_dict(epoch)
                 computed, rows = [], []

@@ -30,8 +30,10 @@ DIRECTIONS = ("last", "first")
 ROLLBACK_SUBSETS = ("test", *(subset for subset in SUBSETS if subset != "test"))
 ROLLBACK_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "subset", "metric", "value", "source")
 GEOMETRY_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "layer", "layer_index", "subset", "metric",
-                    "value", "n_t", "n_reps", "seed", "source")
+                    "value", "kappa", "n_t", "n_reps", "seed", "source")
 ROLLBACK_CSV = "rollback.csv"
+#: Numeric columns that are not integers.
+FLOAT_COLUMNS = ("value", "kappa")
 #: The columns naming one cell of the rollback grid.
 CELL_COLUMNS = ["epoch", "direction", "k"]
 
@@ -105,7 +107,7 @@ def load_table(run_dir, spec: RollbackTable, missing_ok: bool) -> pd.DataFrame:
     """Read ``RUN_DIR/results/<spec.name>.h5``; an empty table when it is missing and ``missing_ok``."""
     path = results_dir(run_dir) / f"{spec.name}.h5"
     what = f"{spec.name.replace('_', ' ')} table"
-    dtypes = {column: object if column in spec.string_columns else np.float64 if column == "value" else np.int64
+    dtypes = {column: object if column in spec.string_columns else np.float64 if column in FLOAT_COLUMNS else np.int64
               for column in spec.columns}
     if not path.exists():
         if missing_ok:

@@ -38,6 +38,10 @@ Metrics (docs/method.md §2, §3):
 ``transfer_probe_accuracy``
     accuracy on test examples of a probe trained on the unpermuted training examples; stored on
     subset ``test`` only.
+``warned_manifolds``
+    number of the cell's manifolds for which the estimator issued an ``MFTMAWarning`` (a center
+    almost inside the common center directions: radius and dimension may be outliers); a flag, not
+    geometry, so figures do not draw it (:data:`FLAG_METRICS`).
 
 The estimator and probe settings (κ, n_t, n_reps, seeds, probe regularization and folds) of each
 settings key are kept in ``frame.attrs["settings"]`` (a JSON-serializable dict ``{key: settings}``);
@@ -75,7 +79,10 @@ METRICS = (
     "probe_accuracy",
     "probe_accuracy_std",
     "transfer_probe_accuracy",
+    "warned_manifolds",
 )
+#: Metrics that flag cells rather than measure them.
+FLAG_METRICS = ("warned_manifolds",)
 #: Subsets in the order tables and figures list them.
 SUBSET_ORDER = SUBSETS
 

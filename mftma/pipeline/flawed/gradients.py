@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from mftma.progress import progress_bar
 
 from mftma.errors import InputError
 from mftma.pipeline.flawed.experiment import train_run, write_table
@@ -174,7 +174,7 @@ def gradient_experiment(config, out, *, max_epoch: int | None = None, seed: int 
     groups = equal_groups(record.permuted_mask, seed)
     epochs = [epoch for epoch in run.checkpoint_epochs() if max_epoch is None or epoch <= max_epoch]
     tables = [gradient_table(run.load_model(epoch), dataset.x_train, train_labels, groups, batch_size)
-              .assign(epoch=epoch) for epoch in tqdm(epochs, desc="gradients", disable=not progress)]
+              .assign(epoch=epoch) for epoch in progress_bar(epochs, desc="gradients", enabled=progress)]
     table = pd.concat(tables, ignore_index=True)
     table = table[["epoch", *table.columns.drop("epoch")]]
     write_table(table, Path(out) / f"{TABLE}.csv")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from mftma.progress import progress_bar
 
 from mftma.errors import InputError
 from mftma.pipeline.flawed.experiment import check_samples, train_run, write_table
@@ -149,7 +149,7 @@ def randomization_experiment(config, out, *, epoch: int | None = None, subset: s
     layers, blocks = model.analysis_layers, list(model.blocks.keys())
     reduce = CacheReduction(cache.projection_dim, cache.pool, cache.seed, cache.projection)
     shared, rows, accuracies = {}, [], []
-    for variant, mode, randomized in tqdm(randomization_variants(blocks), desc="variants", disable=not progress):
+    for variant, mode, randomized in progress_bar(randomization_variants(blocks), desc="variants", enabled=progress):
         network = randomize_blocks(model, randomized, seed)
         names = {"variant": variant, "mode": mode, "randomized": " ".join(randomized) or "none", "k": len(randomized)}
         accuracies.append({**names, "acc_test": classification_accuracy(network, dataset.x_test, dataset.y_test)})

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
+from mftma.progress import progress_bar
 
 from mftma.errors import InputError
 from mftma.estimator import DEFAULT_N_REPS, DEFAULT_N_T
@@ -133,7 +133,7 @@ def concept_experiment(config, out, *, n_examples: int | None = None, methods=ME
                      for s in untrained_seeds})
     tables = []
     with threadpool_limits(limits=1):
-        for name, network in tqdm(networks.items(), desc="concept probes", disable=not progress):
+        for name, network in progress_bar(networks.items(), desc="concept probes", enabled=progress):
             layers = network.analysis_layers
             features = layer_features(network, inputs, layers, channel_means)
             table = concept_table(features, concepts, methods=methods, n_splits=n_splits, seed=seed)
@@ -234,7 +234,7 @@ def size_sweep(config, out, *, widths=(0.25, 0.5, 1.0, 2.0), layer: str | None =
     check_samples(config, subsets)
     rows, tables = [], []
     with local_scheduler(scheduler) as address:
-        for width in tqdm(widths, desc="widths", disable=not progress):
+        for width in progress_bar(widths, desc="widths", enabled=progress):
             run = train_run(config.replace(model={"width": width}), out, f"width_{width:g}", progress)
             rows.append(_size_row(run, width))
             last_layer = layer or run.metadata["model"]["layers"][-1]
