@@ -12,7 +12,7 @@ from mftma.pipeline.analyze import CELLS_DIRNAME, analyze_run
 from mftma.results.table import METRICS, RESULT_COLUMNS, load_results, results_dir
 
 EPOCHS, LAYERS = [0, 4], ["input", "logits"]
-SUBSETS = ["unpermuted", "permuted", "restored", "test"]
+SUBSETS = ["unpermuted", "permuted", "restored", "shuffled", "test"]
 CELLS = len(EPOCHS) * len(LAYERS) * len(SUBSETS)
 FAST = dict(epochs=EPOCHS, layers=LAYERS, n_t=20, n_reps=1, seed=3, progress=False)
 

@@ -64,9 +64,9 @@ def test_reader_layout_equals_direct_model_activations(run):
     path = cache_activations(run, progress=False)
     with ActivationCache(run.path) as cache:
         assert cache.epochs == [0, 1, 2] and cache.layers == ["input", "fc1", "fc2", "logits"]
-        assert cache.subsets == ["unpermuted", "permuted", "restored", "test"]
+        assert cache.subsets == ["unpermuted", "permuted", "restored", "shuffled", "test"]
         entries = cache.entries()
-        assert len(entries) == 3 * 4 * 4 and entries["complete"].all()
+        assert len(entries) == 3 * 4 * 5 and entries["complete"].all()
         assert set(entries["P"]) == {10} and set(entries["M"]) == {5}
         for epoch in cache.epochs:
             model = run.load_model(epoch)
@@ -90,8 +90,98 @@ def test_reader_layout_equals_direct_model_activations(run):
     assert metadata["dataset"] == "mnist1d" and metadata["epsilon"] == 0.25
     with h5py.File(path) as h5:
         assert h5["epoch_0001"].attrs["weights_hash"] == run.weights_hash(1)
+        assert h5.attrs["format_version"] == 2
         assert h5["epoch_0001/fc1/test"].dtype == np.float32 and h5["epoch_0001/fc1/test"].compression == "lzf"
-        assert h5["epoch_0002/input/permuted"] == h5["epoch_0000/input/permuted"]  # stored once, hard-linked
+        # each example stored once per (epoch, layer): one entry per selection, not per grouping
+        assert sorted(h5["epoch_0001/fc1"]) == ["kept", "randomized", "test"]
+        assert h5["epoch_0001/fc1/randomized"].shape == (50, 32)
+        assert h5["epoch_0002/input/randomized"] == h5["epoch_0000/input/randomized"]  # stored once, hard-linked
+
+
+def _as_version_1(path, target):
+    """A format-1 copy of a cache, as older mftma wrote it: each subset's features stored in its own order."""
+    with ActivationCache(path) as cache, h5py.File(path) as source, h5py.File(target, "w") as h5:
+        h5.attrs.update(source.attrs)
+        h5.attrs["format_version"] = 1
+        source.copy("layers", h5)
+        for subset in ("unpermuted", "permuted", "restored", "test"):
+            sample = cache.sample(subset)
+            for key in ("indices", "labels", "classes"):
+                h5[f"samples/{subset}/{key}"] = sample[key]
+            h5[f"samples/{subset}"].attrs.update({key: sample[key] for key in ("split", "M", "P")})
+        for row in cache.entries().itertuples():
+            if row.subset != "shuffled":
+                h5.require_group(f"epoch_{row.epoch:04d}").attrs.update(source[f"epoch_{row.epoch:04d}"].attrs)
+                entry = h5.create_dataset(f"epoch_{row.epoch:04d}/{row.layer}/{row.subset}",
+                                          data=cache.features(row.epoch, row.layer, row.subset)[0])
+                entry.attrs.update({"complete": True, "P": row.P, "M": row.M})
+    return target
+
+
+def _by_example(cache, epoch, layer, subset):
+    """``{example index: feature row}`` of a subset."""
+    X, _ = cache.features(epoch, layer, subset)
+    return dict(zip(cache.sample(subset)["indices"].tolist(), X))
+
+
+def test_groupings_of_the_randomized_examples_share_their_stored_features(run):
+    cache_activations(run, epochs=[0, 2], layers=["input", "fc2"], progress=False)
+    with ActivationCache(run.path) as cache:
+        shuffled, permuted = cache.sample("shuffled"), cache.sample("permuted")
+        assert np.array_equal(np.bincount(shuffled["labels"]), np.full(10, 5))
+        assert not np.array_equal(shuffled["indices"], permuted["indices"])
+        for epoch, layer in [(0, "input"), (2, "fc2")]:
+            reference = _by_example(cache, epoch, layer, "permuted")
+            for subset in ("restored", "shuffled"):
+                rows = _by_example(cache, epoch, layer, subset)
+                assert rows.keys() == reference.keys()
+                for index, row in rows.items():
+                    np.testing.assert_array_equal(row, reference[index])
+
+
+def test_version_1_caches_stay_readable_and_gain_the_shuffled_grouping(run, tmp_path):
+    path = cache_activations(run, epochs=[0, 2], layers=["fc1", "logits"], progress=False)
+    old = _as_version_1(path, tmp_path / "old.h5")
+    with ActivationCache(path) as new, ActivationCache(old) as cache:
+        assert cache.format_version == 1 and cache.subsets == new.subsets
+        assert cache.entries().equals(new.entries())
+        for subset in new.subsets:
+            for key in ("indices", "labels", "classes"):
+                np.testing.assert_array_equal(cache.sample(subset)[key], new.sample(subset)[key])
+            for epoch, layer in [(0, "fc1"), (2, "logits")]:
+                X, labels = cache.features(epoch, layer, subset)
+                np.testing.assert_array_equal(X, new.features(epoch, layer, subset)[0])
+                np.testing.assert_array_equal(labels, new.features(epoch, layer, subset)[1])
+                for a, b in zip(cache.manifolds(epoch, layer, subset), new.manifolds(epoch, layer, subset)):
+                    np.testing.assert_array_equal(a, b)
+    shutil.copyfile(old, path)
+    with pytest.raises(DataFileError, match="older format version 1.*--rebuild"):
+        cache_activations(run, epochs=[1], progress=False)
+    cache_activations(run, epochs=[1], layers=["fc1"], rebuild=True, progress=False)
+    with ActivationCache(path) as cache:
+        assert cache.format_version == 2 and cache.epochs == [1]
+
+
+def test_float16_storage_halves_the_entries_and_reads_back_as_float32(run, trained, tmp_path, monkeypatch):
+    reference = cache_activations(Run(shutil.copytree(trained, tmp_path / "reference")), epochs=[2],
+                                  progress=False)
+    path = cache_activations(run, epochs=[2], dtype="float16", progress=False)
+    with h5py.File(path) as h5, h5py.File(reference) as h5_reference:
+        assert h5["epoch_0002/fc1/kept"].dtype == np.float16
+        stored = [file["epoch_0002/fc1/kept"].id.get_storage_size() for file in (h5, h5_reference)]
+        assert stored[0] < stored[1]
+    with ActivationCache(path) as cache, ActivationCache(reference) as exact:
+        assert cache.metadata["cache_settings"]["dtype"] == "float16"
+        for subset in cache.subsets:
+            X = cache.features(2, "fc2", subset)[0]
+            assert X.dtype == np.float32
+            np.testing.assert_allclose(X, exact.features(2, "fc2", subset)[0], rtol=2**-10, atol=1e-4)
+    with pytest.raises(DataFileError, match="--rebuild"):  # the storage type is part of the cache's settings
+        cache_activations(run, epochs=[2], progress=False)
+    original = BatchReducer.__call__
+    monkeypatch.setattr(BatchReducer, "__call__", lambda self, x: original(self, x) * np.float32(1e6))
+    with pytest.raises(InputError, match="beyond the range of cache.dtype float16.*float32"):
+        cache_activations(run, epochs=[2], dtype="float16", rebuild=True, progress=False)
 
 
 def test_large_layers_are_projected_with_the_same_matrix_at_every_epoch(run):
@@ -129,7 +219,7 @@ def test_convolutional_layers_are_pooled_per_channel_then_projected(tmp_path):
 def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, trained, tmp_path, monkeypatch,
                                                                             seed):
     reference = cache_activations(Run(shutil.copytree(trained, tmp_path / "reference")), progress=False)
-    calls = 4 * 4 * (4 + 3 + 3)  # subsets x batches (50 in 16s) x layers (the input only at the first epoch)
+    calls = 3 * 4 * (4 + 3 + 3)  # selections x batches (50 in 16s) x layers (the input only at the first epoch)
     kill_at = int(np.random.default_rng(seed).integers(1, calls))
     original = BatchReducer.__call__
     counter = iter(range(kill_at))
@@ -145,16 +235,17 @@ def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, 
     monkeypatch.setattr(BatchReducer, "__call__", original)
     with ActivationCache(run.path) as cache:
         entries = cache.entries()
-        finished = {(r.epoch, r.layer, r.subset) for r in entries.itertuples() if r.complete}
+        selection = {subset: cache.sample(subset)["selection"] for subset in cache.subsets}
+        finished = {(r.epoch, r.layer, selection[r.subset]) for r in entries.itertuples() if r.complete}
         for row in entries[~entries["complete"]].itertuples():
             with pytest.raises(DataFileError, match="incomplete"):
                 cache.manifolds(row.epoch, row.layer, row.subset)
     created = []
     create_entry = writer._EpochWriter._create_entry
 
-    def logging_create(self, group, layer, subset, features):
-        created.append((int(group.attrs["epoch"]), layer, subset))
-        return create_entry(self, group, layer, subset, features)
+    def logging_create(self, group, layer, selection, features):
+        created.append((int(group.attrs["epoch"]), layer, selection))
+        return create_entry(self, group, layer, selection, features)
 
     monkeypatch.setattr(writer._EpochWriter, "_create_entry", logging_create)
     cache_activations(run, progress=False)
@@ -164,7 +255,7 @@ def test_resume_after_a_kill_at_a_random_point_equals_an_uninterrupted_run(run, 
 
 def test_resume_after_sigkill_of_the_caching_process(run, trained, tmp_path):
     reference = cache_activations(Run(shutil.copytree(trained, tmp_path / "reference")), progress=False)
-    kill_at = int(np.random.default_rng(7).integers(1, 4 * 4 * (4 + 3 + 3)))  # a random reduction, as above
+    kill_at = int(np.random.default_rng(7).integers(1, 3 * 4 * (4 + 3 + 3)))  # a random reduction, as above
     script = f"""
 import os, signal
 from mftma.cache import cache_activations
@@ -285,8 +376,8 @@ def test_non_finite_features_are_refused_with_the_entry_named(run, bad):
     state = run.state_dict(2)
     state["blocks.fc2.0.weight"][0, 0] = bad
     torch.save({"epoch": 2, "model": state}, checkpoint_path(run.path, 2))
-    with pytest.raises(DataFileError, match=r"epoch 2, layer 'fc2', subset 'unpermuted' hold NaN or inf.*"
-                                            r"checkpoints/epoch_0002\.pt"):
+    with pytest.raises(DataFileError, match=r"epoch 2, layer 'fc2', selection 'kept' \(subsets unpermuted\) hold "
+                                            r"NaN or inf.*checkpoints/epoch_0002\.pt"):
         cache_activations(run, progress=False)
     with ActivationCache(run.path) as cache:
         entries = cache.entries()
@@ -304,7 +395,7 @@ def test_unknown_names_list_the_valid_ones(run):
     with pytest.raises(InputError, match=r"unknown epoch.*\[7\].*\[0, 1, 2\]"):
         cache_activations(run, epochs=[7], progress=False)
     with pytest.raises(InputError, match="subsets"):
-        cache_activations(run, subsets=["shuffled"], progress=False)
+        cache_activations(run, subsets=["scrambled"], progress=False)
     cache_activations(run, epochs=[0], layers=["fc1"], subsets=["test"], progress=False)
     with ActivationCache(run.path) as cache:
         for kind, call in [("epoch", lambda: cache.manifolds(5, "fc1", "test")),
@@ -320,7 +411,8 @@ def test_cli_help_and_run(run, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["cache", "--help"])
     help_text = capsys.readouterr().out
-    for option in ("--epochs", "--layers", "--subsets", "--M", "--P", "--projection-dim", "--pool", "--rebuild"):
+    for option in ("--epochs", "--layers", "--subsets", "--M", "--P", "--projection-dim", "--pool", "--dtype",
+                   "--rebuild"):
         assert option in help_text
     args = parser.parse_args(["cache", str(run.path), "--epochs", "1", "--subsets", "test", "--no-progress"])
     assert args.func(args) == 0

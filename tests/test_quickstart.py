@@ -19,7 +19,7 @@ from mftma.pipeline.quickstart import quickstart, summarize
 from mftma.results.table import load_results
 from mftma.pipeline.rollback import load_rollback
 
-SUBSETS = {"unpermuted", "permuted", "restored", "test"}
+SUBSETS = {"unpermuted", "permuted", "restored", "shuffled", "test"}
 
 
 @pytest.fixture(scope="module")

@@ -154,14 +154,14 @@ def test_geometry_of_rolled_back_layers(cached_run):
     table = rollback_geometry(cached_run, layers=["fc2", "logits"], ks=[1], epochs=[0], directions=["last"],
                               n_t=20, n_reps=1)
     assert set(table.columns) == set(GEOMETRY_COLUMNS)
-    assert len(table) == 2 * 2 * 4 * 3  # k in {0, 1} x 2 layers x 4 subsets x 3 metrics
+    assert len(table) == 2 * 2 * 5 * 3  # k in {0, 1} x 2 layers x 5 subsets x 3 metrics
     value = table.set_index(["k", "layer", "subset", "metric"])["value"]
     # Rolling back the last block (logits) leaves fc2 as it was and changes the logits.
     assert value.loc[1, "fc2"].equals(value.loc[0, "fc2"])
     assert not value.loc[1, "logits"].equals(value.loc[0, "logits"])
     more = rollback_geometry(cached_run, layers=["fc1", "fc2", "logits"], ks=[1], epochs=[0], directions=["last"],
                              n_t=20, n_reps=1)
-    assert len(more) == 2 * 3 * 4 * 3 and not more.duplicated(["k", "layer", "subset", "metric"]).any()
+    assert len(more) == 2 * 3 * 5 * 3 and not more.duplicated(["k", "layer", "subset", "metric"]).any()
     assert load_rollback_geometry(cached_run.path).equals(more)
 
 

@@ -11,6 +11,7 @@ from mftma.experiments.subsets import (
     _greedy_counts,
     available_subsets,
     sample_subsets,
+    shuffled_sample,
 )
 
 
@@ -41,8 +42,9 @@ def test_groupings_follow_the_labels(record):
         assert np.array_equal(sample.labels, np.repeat(sample.classes, 10))
         for group in sample.indices.reshape(5, 10):
             assert len(set(group)) == 10
-    unpermuted, permuted, restored, test = samples.values()
-    assert unpermuted.split == permuted.split == restored.split == "train" and test.split == "test"
+    unpermuted, permuted, restored, shuffled, test = samples.values()
+    assert unpermuted.split == permuted.split == restored.split == shuffled.split == "train"
+    assert test.split == "test"
     assert not record.permuted_mask[unpermuted.indices].any()
     assert np.array_equal(record.train_labels[unpermuted.indices], unpermuted.labels)
     assert np.array_equal(record.true_labels[unpermuted.indices], unpermuted.labels)
@@ -62,6 +64,27 @@ def test_permuted_and_restored_share_the_same_examples(record):
     # each permuted manifold mixes several true classes
     for group in permuted.indices.reshape(5, 12):
         assert len(set(record.true_labels[group])) >= 2
+
+
+def test_shuffled_is_a_balanced_seeded_regrouping_of_the_permuted_examples(record):
+    samples = sample_subsets(record, TEST_LABELS, 5, M=12, seed=2)
+    permuted, restored, shuffled = samples["permuted"], samples["restored"], samples["shuffled"]
+    assert sorted(shuffled.indices) == sorted(permuted.indices) and shuffled.selection == permuted.selection
+    assert np.array_equal(np.bincount(shuffled.labels, minlength=5), np.full(5, 12))  # every class M times
+    # a grouping training never saw: it is neither the training labels' nor the true labels' grouping
+    for other in (permuted, restored):
+        labels = record.train_labels if other is permuted else record.true_labels
+        assert np.mean(shuffled.labels != labels[shuffled.indices]) > 0.5
+        assert {frozenset(g) for g in other.indices.reshape(5, 12)} != {
+            frozenset(g) for g in shuffled.indices.reshape(5, 12)}
+    again = sample_subsets(record, TEST_LABELS, 5, M=12, seed=2, subsets=("shuffled",))["shuffled"]
+    assert np.array_equal(again.indices, shuffled.indices) and np.array_equal(again.labels, shuffled.labels)
+    derived = shuffled_sample(permuted.indices[::-1], permuted.classes, 12, seed=2)  # any order of the selection
+    assert np.array_equal(derived.indices, shuffled.indices) and np.array_equal(derived.labels, shuffled.labels)
+    other_seed = shuffled_sample(permuted.indices, permuted.classes, 12, seed=3)
+    assert not np.array_equal(other_seed.indices, shuffled.indices)
+    with pytest.raises(InputError, match="P \\* M = 60 distinct examples, got 59"):
+        shuffled_sample(permuted.indices[:59], permuted.classes, 12, seed=2)
 
 
 def test_samples_are_deterministic_and_independent_of_other_subsets(record):
@@ -108,8 +131,8 @@ def test_bad_arguments(record):
 def test_available_subsets():
     assert available_subsets(make_record(fraction=0.5)) == SUBSETS
     assert available_subsets(make_record(fraction=0.0)) == ("unpermuted", "test")
-    assert available_subsets(make_record(fraction=1.0)) == ("permuted", "restored", "test")
-    with pytest.raises(InputError, match="permuted, restored have no examples .* available: unpermuted, test"):
+    assert available_subsets(make_record(fraction=1.0)) == ("permuted", "restored", "shuffled", "test")
+    with pytest.raises(InputError, match="permuted, restored, shuffled have no examples .* available: unpermuted, test"):
         sample_subsets(make_record(fraction=0.0), TEST_LABELS, 5, M=5)
 
 

@@ -43,7 +43,7 @@ def test_corruption_experiment_trains_each_kind_and_analyses_the_subsets_it_has(
     for kind in kinds:
         assert Run(out / "runs" / kind).metadata["corruption"] == kind
     subsets = geometry.groupby("kind")["subset"].unique().map(sorted).to_dict()
-    assert subsets == {"none": ["test", "unpermuted"], "random_labels": ["permuted", "restored", "test"],
+    assert subsets == {"none": ["test", "unpermuted"], "random_labels": ["permuted", "restored", "shuffled", "test"],
                        "shuffle_pixels": ["test", "unpermuted"]}
     assert set(geometry["at"]) == {"final"} and set(geometry["epoch"]) == {4}
     assert set(geometry["layer"]) == {"input", "fc1", "fc2", "logits"}

@@ -1,22 +1,39 @@
 """Read an activation cache written by :func:`mftma.cache.cache_activations`.
 
-HDF5 layout (``RUN_DIR/activations.h5``)::
+HDF5 layout (``RUN_DIR/activations.h5``, format version 2)::
 
-    /                         attrs: format, format_version, mftma_version, run_settings_hash,
-                              cache_settings (JSON: M, P, projection_dim, pool, seed), dataset, corruption,
-                              epsilon, seeds (JSON), model (JSON), config (JSON), run_metadata (JSON)
-    /samples/SUBSET/indices   (P*M,) int64 example indices into the subset's split, manifold by manifold
-    /samples/SUBSET/labels    (P*M,) int64 grouping label of each example (training label for "permuted")
-    /samples/SUBSET/classes   (P,) int64 the class of each manifold;  attrs: split ("train"/"test"), M, P
-    /layers/LAYER             attrs: index (position among the model's analysis layers), original_shape,
-                              reduction (none/pool/projection/pool+projection), pooled_features, features,
-                              projection_seed, projection_block_rows, projection_scale
-    /epoch_XXXX               attrs: epoch, weights_hash (of that checkpoint)
-    /epoch_XXXX/LAYER/SUBSET  float32 (P*M, N) features, rows in the sample's order (manifold p is rows
-                              p*M .. (p+1)*M); lzf-compressed chunks of one manifold,
-                              Fletcher-32 checksummed (like the samples) so that damage is detected;
-                              attrs: complete (True only once fully written), P, M; the ``input`` entries
-                              are stored once and hard-linked into every later epoch
+    /                           attrs: format, format_version (2), mftma_version, run_settings_hash,
+                                cache_settings (JSON: M, P, projection_dim, pool, seed, projection, dtype),
+                                devices (JSON list of the devices that wrote it), dataset,
+                                corruption, epsilon, seeds (JSON), model (JSON), config (JSON), run_metadata (JSON)
+    /selections/SELECTION/indices
+                                (n,) int64 sorted example indices (into the split) of the selection's feature
+                                rows; attrs: split ("train"/"test"). SELECTION is ``kept`` (unpermuted),
+                                ``randomized`` (permuted, restored, shuffled) or ``test``
+    /samples/SUBSET/indices     (P*M,) int64 example indices into the subset's split, manifold by manifold
+    /samples/SUBSET/rows        (P*M,) int64 the same examples as rows of the selection's features
+    /samples/SUBSET/labels      (P*M,) int64 grouping label of each example (training label for "permuted",
+                                the fresh random label for "shuffled", true label otherwise)
+    /samples/SUBSET/classes     (P,) int64 the class of each manifold;  attrs: split, M, P, selection
+    /layers/LAYER               attrs: index (position among the model's analysis layers), original_shape,
+                                reduction (none/pool/projection/pool+projection), pooled_features, features,
+                                projection_seed, projection_block_rows, projection_scale
+    /epoch_XXXX                 attrs: epoch, weights_hash (of that checkpoint)
+    /epoch_XXXX/LAYER/SELECTION (n, N) features (float32, or float16 with cache.dtype float16), one row per
+                                example of the selection; lzf-compressed chunks of M rows, Fletcher-32
+                                checksummed (like the samples) so that damage is detected; attrs: complete
+                                (True only once fully written); the ``input`` entries are stored once and
+                                hard-linked into every later epoch
+
+Each example's features are stored once per (epoch, layer): ``permuted``, ``restored`` and ``shuffled``
+are three groupings (row orders and labels) of one ``randomized`` entry. A subset's features are the
+entry's rows ``/samples/SUBSET/rows``, read back as float32 in the subset's order (manifold p is rows
+p*M .. (p+1)*M).
+
+Format version 1 (before the groupings were separated) stored ``/epoch_XXXX/LAYER/SUBSET`` float32
+(P*M, N) for each subset, rows in the sample's order, with attrs complete, P, M. It is read as it is; its
+``shuffled`` grouping is derived from the ``permuted`` sample and entry (the same as a version-2 cache of the
+run would record), so an old cache gains the null grouping without running the network again.
 """
 from __future__ import annotations
 
@@ -32,11 +49,12 @@ import pandas as pd
 
 from mftma.errors import DataFileError, InputError, MFTMAError
 from mftma.estimator.validation import manifolds_from_rows
+from mftma.experiments.subsets import shuffled_sample
 from mftma.names import SUBSETS
 
 CACHE_FILE = "activations.h5"
 FORMAT_NAME = "mftma-activation-cache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: HDF5 chunk cache of the open file, so batch writes that straddle chunks do not recompress them.
 CHUNK_CACHE_BYTES = 64 * 2**20
 
@@ -47,6 +65,16 @@ _JSON_ATTRS = ("cache_settings", "seeds", "model", "config", "run_metadata", "de
 def epoch_key(epoch: int) -> str:
     """HDF5 group name of an epoch, e.g. ``epoch_0005``."""
     return f"epoch_{epoch:04d}"
+
+
+def selection_rows(examples: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Positions in ``examples`` (distinct example indices, any order) of each of ``indices``."""
+    order = np.argsort(examples, kind="stable")
+    positions = np.searchsorted(examples, indices, sorter=order)
+    rows = order[np.minimum(positions, len(examples) - 1)]
+    if not np.array_equal(examples[rows], indices):
+        raise InputError("the sample holds examples that are not in its selection")
+    return rows.astype(np.int64)
 
 
 def open_cache_file(path: Path, mode: str = "r") -> h5py.File:
@@ -99,6 +127,11 @@ class ActivationCache:
         path = Path(path)
         self.path = path / CACHE_FILE if path.is_dir() else path
         self._h5 = open_cache_file(self.path, "r")
+        self.format_version = int(self._h5.attrs["format_version"])
+        with self._reading("the list of samples"):
+            stored = list(self._h5.get("samples", {}))
+        derived = ["shuffled"] if self.format_version == 1 and "permuted" in stored else []
+        self._subsets = [name for name in SUBSETS if name in stored + derived]
         self._digests: dict[tuple[str, str], str] = {}
 
     def __enter__(self) -> ActivationCache:
@@ -132,9 +165,8 @@ class ActivationCache:
 
     @property
     def subsets(self) -> list[str]:
-        """Cached subsets (those with a recorded sample), in the order unpermuted, permuted, restored, test."""
-        with self._reading("the list of samples"):
-            return sorted(self._h5.get("samples", {}), key=SUBSETS.index)
+        """Cached subsets (those with a recorded sample), in the order of :data:`~mftma.experiments.subsets.SUBSETS`."""
+        return list(self._subsets)
 
     def layer_info(self, layer: str) -> dict:
         """Original shape and reduction of a layer (the ``/layers/LAYER`` attributes)."""
@@ -143,66 +175,105 @@ class ActivationCache:
             return {key: _plain(value) for key, value in self._h5["layers"][layer].attrs.items()}
 
     def sample(self, subset: str) -> dict:
-        """The example sample of a subset: ``indices``, ``labels``, ``classes`` arrays, ``split``, ``M``, ``P``."""
+        """The example sample of a subset.
+
+        Returns
+        -------
+        dict
+            ``indices``, ``labels``, ``classes`` and ``rows`` arrays, ``split``, ``M``, ``P`` and ``selection``:
+            the entry (under each epoch's layer group) whose rows ``rows`` are the subset's features.
+        """
         self._check_name("subset", subset, self.subsets)
         with self._reading(f"the {subset!r} sample"):
-            group = self._h5["samples"][subset]
-            arrays = {key: group[key][()] for key in group}
-            return {**arrays, **{key: _plain(value) for key, value in group.attrs.items()}}
+            return self._sample(subset)
+
+    def _sample_attrs(self, subset: str) -> dict:
+        """``split``, ``M``, ``P`` and ``selection`` of a subset's sample (read without its arrays)."""
+        if self.format_version == 1:
+            stored = "permuted" if subset == "shuffled" else subset
+            return {**{key: _plain(v) for key, v in self._h5["samples"][stored].attrs.items()}, "selection": stored}
+        return {key: _plain(value) for key, value in self._h5["samples"][subset].attrs.items()}
+
+    def _sample(self, subset: str) -> dict:
+        """A subset's sample; a version-1 file's ``shuffled`` is derived from its ``permuted`` sample."""
+        if self.format_version == 1 and subset == "shuffled":
+            return self._derived_shuffled(self._sample("permuted"))
+        group = self._h5["samples"][subset]
+        sample = {**{key: group[key][()] for key in group}, **self._sample_attrs(subset)}
+        if self.format_version == 1:
+            sample["rows"] = np.arange(len(sample["indices"]), dtype=np.int64)
+        return sample
+
+    def _derived_shuffled(self, permuted: dict) -> dict:
+        """The ``shuffled`` grouping of a version-1 file's ``permuted`` entry, as the writer draws it."""
+        seed = int(json.loads(self._h5.attrs["cache_settings"])["seed"])
+        shuffled = shuffled_sample(permuted["indices"], permuted["classes"], int(permuted["M"]), seed)
+        return {"indices": shuffled.indices, "labels": shuffled.labels, "classes": shuffled.classes,
+                "rows": selection_rows(permuted["indices"], shuffled.indices), "split": shuffled.split,
+                "M": int(permuted["M"]), "P": int(permuted["P"]), "selection": "permuted"}
 
     def entries(self) -> pd.DataFrame:
-        """One row per stored entry: epoch, layer, layer_index, subset, N, P, M, complete."""
+        """One row per stored (epoch, layer, subset): epoch, layer, layer_index, subset, N, P, M, complete."""
         rows = []
         layer_index = {name: index for index, name in enumerate(self.layers)}
+        with self._reading("the samples' records"):
+            samples = {subset: self._sample_attrs(subset) for subset in self._subsets}
         for epoch in self.epochs:
             with self._reading(f"the entries of epoch {epoch}"):
                 group = self._h5[epoch_key(epoch)]
-                names = [(layer, subset) for layer in group for subset in group[layer]]
+                names = [(layer, subset) for layer in group for subset in self._subsets
+                         if samples[subset]["selection"] in group[layer]]
             for layer, subset in names:
+                sample = samples[subset]
                 with self._reading(_entry_name(epoch, layer, subset)):
-                    data = group[layer][subset]
+                    data = group[layer][sample["selection"]]
                     rows.append({"epoch": epoch, "layer": layer, "layer_index": layer_index.get(layer, -1),
-                                 "subset": subset, "N": data.shape[1], "P": int(data.attrs["P"]),
-                                 "M": int(data.attrs["M"]), "complete": bool(data.attrs.get("complete", False))})
+                                 "subset": subset, "N": data.shape[1], "P": int(sample["P"]),
+                                 "M": int(sample["M"]), "complete": bool(data.attrs.get("complete", False))})
         columns = ["epoch", "layer", "layer_index", "subset", "N", "P", "M", "complete"]
         return pd.DataFrame(rows, columns=columns).sort_values(["epoch", "layer_index", "subset"], ignore_index=True)
 
     def features(self, epoch: int, layer: str, subset: str) -> tuple[np.ndarray, np.ndarray]:
         """``(X, labels)``: float32 features (P*M, N), one row per example, and each row's grouping label."""
         with self._reading(_entry_name(epoch, layer, subset)):
-            return self._entry(epoch, layer, subset)[()], self._h5["samples"][subset]["labels"][()]
+            data = self._entry(epoch, layer, subset)[()]
+            sample = self._sample(subset)
+        return data[sample["rows"]].astype(np.float32, copy=False), sample["labels"]
 
     def manifolds(self, epoch: int, layer: str, subset: str) -> list[np.ndarray]:
         """The P class manifolds of one entry, each a float32 (N, M) array: the estimator's layout."""
-        with self._reading(_entry_name(epoch, layer, subset)):
-            data = self._entry(epoch, layer, subset)
-            P, M = int(data.attrs["P"]), int(data.attrs["M"])
-            rows = data[()]
-        return manifolds_from_rows(rows, P, M)
+        X, _ = self.features(epoch, layer, subset)
+        sample = self._sample_attrs(subset)
+        return manifolds_from_rows(X, int(sample["P"]), int(sample["M"]))
 
     def entry_identity(self, epoch: int, layer: str, subset: str) -> str:
         """A hash of what an entry was computed from: the checkpoint, the examples and the reduction.
 
-        Built from the epoch's ``weights_hash``, the subset's sample (indices, labels, classes and
+        Built from the epoch's ``weights_hash``, the subset's sample (indices, rows, labels, classes and
         attributes) and the layer's ``/layers/LAYER`` attributes (shape, pooling, projection), so it
         changes when the checkpoint, the sample or the projection behind the entry changes, e.g.
         after ``mftma cache --rebuild`` with other weights.
         """
-        name = f"{epoch_key(epoch)}/{layer}/{subset}"
-        if name not in self._h5:
+        group = self._h5.get(epoch_key(epoch))
+        selection = self._sample_attrs(subset)["selection"] if subset in self._subsets else None
+        if group is None or layer not in group or selection not in group[layer]:
             raise DataFileError(f"{self.path} has no entry for epoch {epoch}, layer {layer!r}, subset {subset!r}")
-        weights = str(self._h5[epoch_key(epoch)].attrs["weights_hash"])
+        weights = str(group.attrs["weights_hash"])
         parts = [weights, self._digest("samples", subset), self._digest("layers", layer)]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def _digest(self, kind: str, name: str) -> str:
-        """SHA-256 of ``/kind/name``: its attributes and the arrays it holds (memoized; the file is read-only)."""
+        """SHA-256 of a subset's sample or a layer's record: attributes and arrays (memoized; the file is read-only)."""
         if (kind, name) not in self._digests:
-            group = self._h5[kind][name]
-            digest = hashlib.sha256(json.dumps({key: _plain(value) for key, value in group.attrs.items()},
-                                               sort_keys=True).encode())
-            for key in sorted(group) if isinstance(group, h5py.Group) else ():
-                array = np.ascontiguousarray(group[key][()], dtype=np.int64)
+            if kind == "samples":
+                record = self._sample(name)
+            else:
+                record = {key: _plain(value) for key, value in self._h5[kind][name].attrs.items()}
+            arrays = {key: value for key, value in record.items() if isinstance(value, np.ndarray)}
+            attrs = {key: value for key, value in record.items() if key not in arrays}
+            digest = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode())
+            for key in sorted(arrays):
+                array = np.ascontiguousarray(arrays[key], dtype=np.int64)
                 digest.update(f"|{key}|{array.shape}|".encode() + array.tobytes())
             self._digests[kind, name] = digest.hexdigest()
         return self._digests[kind, name]
@@ -212,15 +283,15 @@ class ActivationCache:
         self._check_name("layer", layer, self.layers)
         self._check_name("subset", subset, self.subsets)
         group = self._h5[epoch_key(epoch)]
-        if layer not in group or subset not in group[layer]:
+        selection = self._sample_attrs(subset)["selection"]
+        if layer not in group or selection not in group[layer]:
             raise DataFileError(f"{self.path} has no entry for epoch {epoch}, layer {layer!r}, subset "
                                 f"{subset!r}; run `mftma cache` with them to add it")
-        data = group[layer][subset]
+        data = group[layer][selection]
         if not data.attrs.get("complete", False):
             raise DataFileError(f"{self.path}: {_entry_name(epoch, layer, subset)} is incomplete (an "
                                 "interrupted run); rerun `mftma cache` to finish it")
         return data
-
     @contextlib.contextmanager
     def _reading(self, what: str):
         """Turn the errors h5py raises on damaged content into a DataFileError naming ``what``.

@@ -1,19 +1,20 @@
 """Write a run's activation cache, ``RUN_DIR/activations.h5`` (layout in :mod:`mftma.cache.reader`).
 
 The file is created atomically (its header goes to a temporary file that is renamed into place). Each
-entry ``/epoch_XXXX/LAYER/SUBSET`` is created with ``complete = False``, filled batch by batch and only
-then marked ``complete = True``; the file is flushed at the end of every epoch (and every ``FLUSH_SECONDS``),
-so an interrupted run leaves finished entries valid: rerunning deletes and redoes only unfinished entries
-and never rewrites finished ones. The run's settings
-hash, the cache settings, the sample indices, the layers' shapes and reductions and every epoch's weights
+example selection's features are stored once per (epoch, layer), in ``/epoch_XXXX/LAYER/SELECTION``; the
+groupings (subsets) are row indices into them under ``/samples``. Each entry is created with
+``complete = False``, filled batch by batch and only then marked ``complete = True``; the file is flushed at
+the end of every epoch (and every ``FLUSH_SECONDS``), so an interrupted run leaves finished entries valid:
+rerunning deletes and redoes only unfinished entries and never rewrites finished ones. The run's settings
+hash, the cache settings, the samples, the layers' shapes and reductions and every epoch's weights
 hash are recorded; a mismatch with the run raises :class:`~mftma.errors.DataFileError` (``rebuild=True``
-moves the stale file aside and starts a new one). A batch of features holding NaN or inf (from a diverged
-or damaged checkpoint) stops the run with a :class:`~mftma.errors.DataFileError` naming the entry, which is
-never marked complete.
+moves the stale file aside and starts a new one). Files of an older format are read, never extended. A batch
+of features holding NaN or inf (from a diverged or damaged checkpoint) stops the run with a
+:class:`~mftma.errors.DataFileError` naming the entry, which is never marked complete.
 
 The forward pass and the projection run on ``cache.device`` (the GPU when present under ``auto``). The
-projection kind is part of the cache settings, so a cache written with another projection is stale. The
-device is not: results on the CPU and the GPU agree up to float rounding (as the projection's own float32
+projection kind and the storage type are part of the cache settings, so a cache written with another is stale.
+The device is not: results on the CPU and the GPU agree up to float rounding (as the projection's own float32
 sums do across implementations), so a cache may be resumed on another device; the root attribute
 ``devices`` lists every device that wrote into the file.
 """
@@ -34,7 +35,8 @@ from mftma.progress import progress_bar
 import mftma
 from mftma.atomic import atomic_path
 from mftma.cache.projection import DEFAULT_CACHE_BYTES, BatchReducer, LayerReduction
-from mftma.cache.reader import CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_key, open_cache_file
+from mftma.cache.reader import (CACHE_FILE, FORMAT_NAME, FORMAT_VERSION, epoch_key, open_cache_file,
+                                 selection_rows)
 from mftma.errors import DataFileError, InputError
 from mftma.experiments.checkpoints import checkpoint_path
 from mftma.experiments.subsets import sample_subsets
@@ -69,16 +71,17 @@ class CacheSettings:
     batch_size: int
     projection: str = "gaussian"
     device: str = "auto"
+    dtype: str = "float32"
 
     def content_key(self) -> str:
         """JSON of the settings that change what an entry holds (epochs, layers and subsets only add entries;
         the device changes only float rounding)."""
-        keys = ("M", "P", "projection_dim", "pool", "seed", "projection")
+        keys = ("M", "P", "projection_dim", "pool", "seed", "projection", "dtype")
         return json.dumps({key: asdict(self)[key] for key in keys}, sort_keys=True)
 
 
 def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=None, projection_dim=None,
-                      pool=None, projection=None, device=None, rebuild=False, progress=True,
+                      pool=None, projection=None, device=None, dtype=None, rebuild=False, progress=True,
                       cache_bytes=DEFAULT_CACHE_BYTES) -> Path:
     """Cache the activations of a run's analysis layers for fixed example samples at its checkpoints.
 
@@ -95,10 +98,12 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
         Random projection of layers wider than ``projection_dim`` (default: config ``cache.projection``).
     device : {"auto", "cpu", "cuda", "cuda:N"}, optional
         Device of the forward pass and projection (default: config ``cache.device``; auto = GPU if present).
+    dtype : {"float32", "float16"}, optional
+        Storage type of the features (default: config ``cache.dtype``); read back as float32.
     rebuild : bool
         Move an existing (e.g. stale) cache aside to ``activations.stale-<time>.h5`` and start anew.
     progress : bool
-        Show a progress bar over the entries (epoch × subset × layer).
+        Show a progress bar over the entries (epoch × example selection × layer).
     cache_bytes : int
         Memory budget for keeping a layer's projection matrix between batches.
 
@@ -110,14 +115,16 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
     Raises
     ------
     InputError
-        Unknown epochs, layers or subsets, invalid settings, or a CUDA device where torch sees no GPU.
+        Unknown epochs, layers or subsets, invalid settings, a CUDA device where torch sees no GPU, or
+        features beyond float16's range with ``dtype="float16"``.
     DataFileError
-        The existing cache is corrupt, foreign or stale, another process writes into the run directory
-        (see :mod:`mftma.run_lock`), a checkpoint gives NaN or inf features, or writing failed (e.g. disk
-        full); entries already marked complete stay valid.
+        The existing cache is corrupt, foreign, stale or of an older format, another process writes into the
+        run directory (see :mod:`mftma.run_lock`), a checkpoint gives NaN or inf features, or writing failed
+        (e.g. disk full); entries already marked complete stay valid.
     """
     with run_directory_lock(run, "activation caching"):
-        settings = resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, projection, device)
+        settings = resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, projection, device,
+                                    dtype)
         torch_device = resolve_device(settings.device)
         samples = _draw_samples(run, settings)
         settings = replace(settings, P=len(next(iter(samples.values())).classes))  # None -> all classes
@@ -128,14 +135,14 @@ def cache_activations(run, *, epochs=None, layers=None, subsets=None, M=None, P=
             _create(path, run, settings)
         with open_cache_file(path, "r+") as h5:
             _check_fresh(h5, path, run, settings)
-            _store_samples(h5, path, samples)
+            selections = _store_samples(h5, path, samples)
             _record_device(h5, torch_device)
-            _EpochWriter(h5, run, settings, samples, torch_device, cache_bytes, progress).write_all()
+            _EpochWriter(h5, run, settings, samples, selections, torch_device, cache_bytes, progress).write_all()
         return path
 
 
 def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, projection=None,
-                     device=None) -> CacheSettings:
+                     device=None, dtype=None) -> CacheSettings:
     """Apply overrides to the run's cache config and check epochs, layers and subsets against the run."""
     config = run.config.cache
     available = list(run.checkpoint_epochs())
@@ -146,12 +153,12 @@ def resolve_settings(run, epochs, layers, subsets, M, P, projection_dim, pool, p
     layers = known_layers if layers == "all" else list(layers)
     _check_known("layer", layers, known_layers)
     overrides = {"subsets": subsets, "M": M, "P": P, "projection_dim": projection_dim, "pool": pool,
-                 "projection": projection, "device": device}
+                 "projection": projection, "device": device, "dtype": dtype}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     chosen = replace(config, layers=tuple(layers), **overrides)  # CacheConfig validates the overrides
     return CacheSettings(tuple(epochs), chosen.layers, tuple(known_layers), chosen.subsets, chosen.M, chosen.P,
                          chosen.projection_dim, chosen.pool, chosen.seed, chosen.batch_size, chosen.projection,
-                         chosen.device)
+                         chosen.device, chosen.dtype)
 
 
 def _check_known(kind, requested, known):
@@ -203,6 +210,12 @@ def _header(run, settings: CacheSettings) -> dict:
 
 
 def _check_fresh(h5, path, run, settings: CacheSettings) -> None:
+    version = int(h5.attrs["format_version"])
+    if version != FORMAT_VERSION:
+        raise DataFileError(f"activation cache {path} has the older format version {version} (each subset's "
+                            f"features stored separately); it stays readable (`mftma analyze` uses it as it is), "
+                            "but new entries are only written in the current format. Rerun with --rebuild to "
+                            "move it aside and cache anew (about half the disk).")
     stored, current = h5.attrs["run_settings_hash"], run.config.settings_hash()
     if stored != current:
         raise DataFileError(f"stale activation cache {path}: it was written for run settings {stored}, the "
@@ -224,21 +237,46 @@ def _check_fresh(h5, path, run, settings: CacheSettings) -> None:
                 "weights hash differs from the recorded one). Rerun with --rebuild (the old file is moved aside).")
 
 
-def _store_samples(h5, path, samples) -> None:
-    """Record each subset's sample, or check it equals the one recorded before."""
-    group = h5.require_group("samples")
+def _store_samples(h5, path, samples) -> dict[str, np.ndarray]:
+    """Record each subset's sample and each selection's examples, or check they equal the ones recorded.
+
+    Returns
+    -------
+    dict of str to ndarray
+        The example indices of each selection's feature rows (sorted), by selection name.
+    """
+    selections = _selection_examples(samples)
+    records = {f"selections/{name}": ({"indices": indices}, {"split": _split(samples, name)})
+               for name, indices in selections.items()}
     for name, sample in samples.items():
-        arrays = {"indices": sample.indices, "labels": sample.labels, "classes": sample.classes}
-        if name in group:
-            if not all(np.array_equal(group[name][key][()], value) for key, value in arrays.items()):
+        arrays = {"indices": sample.indices, "labels": sample.labels, "classes": sample.classes,
+                  "rows": selection_rows(selections[sample.selection], sample.indices)}
+        attrs = {"split": sample.split, "M": int(sample.M), "P": len(sample.classes), "selection": sample.selection}
+        records[f"samples/{name}"] = (arrays, attrs)
+    for name, (arrays, attrs) in records.items():
+        if name in h5:
+            if not all(np.array_equal(h5[name][key][()], value) for key, value in arrays.items()):
                 raise DataFileError(f"stale activation cache {path}: the {name!r} sample differs from the one "
                                     "recorded. Rerun with --rebuild (the old file is moved aside).")
             continue
-        entry = group.create_group(name)
+        entry = h5.create_group(name)
         for key, value in arrays.items():
             entry.create_dataset(key, data=np.asarray(value, dtype=np.int64), fletcher32=True)
-        entry.attrs.update({"split": sample.split, "M": int(sample.M), "P": len(sample.classes)})
+        entry.attrs.update(attrs)
     _flush(h5)
+    return selections
+
+
+def _selection_examples(samples) -> dict[str, np.ndarray]:
+    """The sorted example indices of each selection the samples draw on (the union of its groupings')."""
+    selections = {}
+    for sample in samples.values():
+        selections.setdefault(sample.selection, []).append(sample.indices)
+    return {name: np.unique(np.concatenate(parts)) for name, parts in selections.items()}
+
+
+def _split(samples, selection: str) -> str:
+    return next(sample.split for sample in samples.values() if sample.selection == selection)
 
 
 def _record_device(h5, device: torch.device) -> None:
@@ -264,13 +302,18 @@ def _write_error(h5, error) -> DataFileError:
 class _EpochWriter:
     """Fills the missing entries of every requested epoch, one forward pass per batch for all layers."""
 
-    def __init__(self, h5, run, settings, samples, device, cache_bytes, progress):
-        self.h5, self.run, self.settings, self.samples, self.device = h5, run, settings, samples, device
+    def __init__(self, h5, run, settings, samples, selections, device, cache_bytes, progress):
+        self.h5, self.run, self.settings, self.device = h5, run, settings, device
+        self.selections = selections  # example indices of each selection's rows
+        self.splits = {name: _split(samples, name) for name in selections}
+        self.subsets = {name: [subset for subset, sample in samples.items() if sample.selection == name]
+                        for name in selections}
+        self.M = int(settings.M)
         self.cache_bytes = cache_bytes
         self.reducers: dict[str, BatchReducer] = {}
-        self.inputs: dict[str, h5py.Dataset | None] = {}  # a complete input entry per subset, once known
+        self.inputs: dict[str, h5py.Dataset | None] = {}  # a complete input entry per selection, once known
         self.dataset = run.dataset()
-        total = len(settings.epochs) * len(settings.layers) * len(settings.subsets)
+        total = len(settings.epochs) * len(settings.layers) * len(selections)
         self.bar = progress_bar(total=total, unit="entry", desc="caching", enabled=progress)
         self.flushed = time.monotonic()
 
@@ -281,16 +324,16 @@ class _EpochWriter:
 
     def write_epoch(self, epoch: int) -> None:
         group = self._epoch_group(epoch)
-        pending = {subset: self._pending_layers(group, subset) for subset in self.settings.subsets}
+        pending = {selection: self._pending_layers(group, selection) for selection in self.selections}
         self.bar.update(sum(len(self.settings.layers) - len(layers) for layers in pending.values()))
         if not any(pending.values()):
             return
         model = self.run.load_model(epoch).eval().to(self.device)
-        for subset, layers in pending.items():
-            layers = self._link_input(group, subset, layers)
+        for selection, layers in pending.items():
+            layers = self._link_input(group, selection, layers)
             if layers:
-                self.bar.set_description(f"epoch {epoch} {subset}")
-                self._write_subset(group, model, subset, layers)
+                self.bar.set_description(f"epoch {epoch} {selection}")
+                self._write_selection(group, model, selection, layers)
                 self.bar.update(len(layers))
                 if time.monotonic() - self.flushed > FLUSH_SECONDS:
                     self._flush()
@@ -305,70 +348,83 @@ class _EpochWriter:
         group.attrs.update({"epoch": epoch, "weights_hash": self.run.weights_hash(epoch)})
         return group
 
-    def _pending_layers(self, group, subset: str) -> list[str]:
+    def _pending_layers(self, group, selection: str) -> list[str]:
         """Layers whose entry is missing or unfinished; unfinished entries are deleted to be redone."""
         pending = []
         for layer in self.settings.layers:
-            entry = f"{layer}/{subset}"
+            entry = f"{layer}/{selection}"
             if entry in group and not group[entry].attrs.get("complete", False):
                 del group[entry]
             if entry not in group:
                 pending.append(layer)
         return pending
 
-    def _link_input(self, group, subset: str, layers: list[str]) -> list[str]:
+    def _link_input(self, group, selection: str, layers: list[str]) -> list[str]:
         """Hard-link the input entry to an earlier epoch's (the input does not depend on the weights).
 
         Returns the layers still to compute.
         """
         if INPUT_LAYER not in layers:
             return layers
-        if subset not in self.inputs:
-            entries = (self.h5[name].get(f"{INPUT_LAYER}/{subset}") for name in self.h5 if name.startswith("epoch_"))
-            self.inputs[subset] = next((e for e in entries if e is not None and e.attrs.get("complete")), None)
-        if self.inputs[subset] is None:
+        if selection not in self.inputs:
+            entries = (self.h5[name].get(f"{INPUT_LAYER}/{selection}") for name in self.h5
+                       if name.startswith("epoch_"))
+            self.inputs[selection] = next((e for e in entries if e is not None and e.attrs.get("complete")), None)
+        if self.inputs[selection] is None:
             return layers
-        group.require_group(INPUT_LAYER)[subset] = self.inputs[subset]
+        group.require_group(INPUT_LAYER)[selection] = self.inputs[selection]
         self.bar.update(1)
         return [layer for layer in layers if layer != INPUT_LAYER]
 
-    def _write_subset(self, group, model, subset: str, layers: list[str]) -> None:
-        """Fill a subset's pending entries: one forward pass per batch for all its pending layers."""
-        sample = self.samples[subset]
-        inputs = self.dataset.x_train if sample.split == "train" else self.dataset.x_test
+    def _write_selection(self, group, model, selection: str, layers: list[str]) -> None:
+        """Fill a selection's pending entries: one forward pass per batch for all its pending layers."""
+        indices = self.selections[selection]
+        inputs = self.dataset.x_train if self.splits[selection] == "train" else self.dataset.x_test
         device = next(model.parameters()).device
         entries = {}
         try:
-            for start in range(0, len(sample.indices), self.settings.batch_size):
-                rows = sample.indices[start:start + self.settings.batch_size]
+            for start in range(0, len(indices), self.settings.batch_size):
+                rows = indices[start:start + self.settings.batch_size]
                 with torch.inference_mode():
                     batch = model.activations(inputs[torch.as_tensor(rows)].to(device), layers)
                 for layer in layers:
                     features = self._reducer(layer, tuple(batch[layer].shape[1:]))(batch[layer])
-                    self._check_finite(features, group, layer, subset)
+                    self._check_finite(features, group, layer, selection)
                     if layer not in entries:
-                        entries[layer] = self._create_entry(group, layer, subset, features.shape[1])
-                    entries[layer][start:start + len(rows)] = features
+                        entries[layer] = self._create_entry(group, layer, selection, features.shape[1])
+                    entries[layer][start:start + len(rows)] = self._stored(layer, features)
             for entry in entries.values():
                 entry.attrs["complete"] = True
             if INPUT_LAYER in entries:
-                self.inputs[subset] = entries[INPUT_LAYER]
+                self.inputs[selection] = entries[INPUT_LAYER]
         except DataFileError:
             raise
         except OSError as error:
             raise _write_error(self.h5, error) from None
 
-    def _check_finite(self, features: np.ndarray, group, layer: str, subset: str) -> None:
+    def _stored(self, layer: str, features: np.ndarray) -> np.ndarray:
+        """``features`` in the storage type; float16 refuses finite values it cannot hold."""
+        dtype = np.dtype(self.settings.dtype)
+        if dtype == features.dtype:
+            return features
+        largest, limit = float(np.abs(features).max(initial=0.0)), float(np.finfo(dtype).max)
+        if np.isfinite(largest) and largest > limit:
+            raise InputError(f"layer {layer!r} has features up to {largest:.4g}, beyond the range of "
+                             f"cache.dtype {dtype.name} ({limit:.4g}); cache it as float32")
+        return features.astype(dtype, copy=False)
+
+    def _check_finite(self, features: np.ndarray, group, layer: str, selection: str) -> None:
         """Refuse a batch of features holding NaN or inf, naming the entry and the checkpoint it came from."""
         finite = np.isfinite(features).all(axis=1)
         if finite.all():
             return
         epoch = int(group.attrs["epoch"])
         raise DataFileError(
-            f"the features of epoch {epoch}, layer {layer!r}, subset {subset!r} hold NaN or inf "
-            f"({int((~finite).sum())} of a batch of {len(finite)} examples), computed from the checkpoint "
-            f"{checkpoint_path(self.run.path, epoch)}: the run diverged or the checkpoint is damaged. The entry "
-            "is not marked complete; leave the epoch out (--epochs) or retrain the run")
+            f"the features of epoch {epoch}, layer {layer!r}, selection {selection!r} (subsets "
+            f"{', '.join(self.subsets[selection])}) hold NaN or inf ({int((~finite).sum())} of a batch of "
+            f"{len(finite)} examples), computed from the checkpoint {checkpoint_path(self.run.path, epoch)}: the "
+            "run diverged or the checkpoint is damaged. The entry is not marked complete; leave the epoch out "
+            "(--epochs) or retrain the run")
 
     def _flush(self) -> None:
         _flush(self.h5)
@@ -398,14 +454,12 @@ class _EpochWriter:
         entry.attrs.update(description)
         entry.attrs["index"] = self.settings.analysis_layers.index(reduction.layer)
 
-    def _create_entry(self, group, layer: str, subset: str, features: int):
-        sample = self.samples[subset]
-        rows = len(sample.indices)
-        chunk_rows = min(sample.M, rows)
-        chunk_cols = max(1, min(features, CHUNK_BYTES // (4 * chunk_rows)))
+    def _create_entry(self, group, layer: str, selection: str, features: int):
+        rows = len(self.selections[selection])
+        dtype = np.dtype(self.settings.dtype)
+        chunk_rows = min(self.M, rows)
+        chunk_cols = max(1, min(features, CHUNK_BYTES // (dtype.itemsize * chunk_rows)))
         entry = group.require_group(layer).create_dataset(
-            subset, shape=(rows, features), dtype=np.float32, chunks=(chunk_rows, chunk_cols),
-            **COMPRESSION)
-        entry.attrs.update({"complete": False, "P": len(sample.classes), "M": int(sample.M)})
+            selection, shape=(rows, features), dtype=dtype, chunks=(chunk_rows, chunk_cols), **COMPRESSION)
+        entry.attrs["complete"] = False
         return entry
-

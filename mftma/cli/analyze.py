@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding activations.h5")
     add_option(parser, "--epochs", "cached epochs to analyse (default: all)")
     add_option(parser, "--layers", "cached layers to analyse (default: all)")
-    add_option(parser, "--subsets", "subsets among unpermuted, permuted, restored, test (default: all cached)")
+    add_option(parser, "--subsets", "subsets among unpermuted, permuted, restored, shuffled, test (default: all "
+                                    "cached)")
     add_options(parser, "--kappa", "--n-t", "--n-reps")
     add_option(parser, "--seed", "seed of the estimator's random draws and of the probes' folds (default: 0)")
     parser.add_argument("--no-probes", dest="probes", action="store_false",

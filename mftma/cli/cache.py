@@ -9,10 +9,12 @@ DESCRIPTION = """\
 Cache the activations of a trained run (written by `mftma train`) in RUN_DIR/activations.h5: for each
 checkpoint epoch and analysis layer, the features of a fixed sample of P classes x M examples for each
 subset (unpermuted; permuted, grouped by training label; restored, the same examples grouped by true label;
-test). Layers with more than --projection-dim features are reduced by a seeded random projection (the same
-matrix at every epoch; --projection gaussian or sparse), optionally after per-channel spatial mean pooling
-(--pool). The forward pass and projection run on --device (auto: the GPU when present). Defaults come from
-the `cache` section of the run's config.
+shuffled, the same examples grouped by a fresh random labelling, the null baseline; test). Each example's
+features are stored once: permuted, restored and shuffled are groupings of the same stored rows. Layers with
+more than --projection-dim features are reduced by a seeded random projection (the same matrix at every
+epoch; --projection gaussian or sparse), optionally after per-channel spatial mean pooling (--pool). The
+forward pass and projection run on --device (auto: the GPU when present). --dtype float16 halves the disk.
+Defaults come from the `cache` section of the run's config.
 
 The command is resumable: an interrupted run keeps every finished entry, and rerunning it completes only
 the missing ones. A cache written for other run settings, samples or reduction, or for a checkpoint whose
@@ -28,7 +30,7 @@ def register(subparsers) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `mftma train`")
     add_option(parser, "--epochs", "checkpoint epochs to cache (default: every checkpoint)")
     add_option(parser, "--layers", "analysis layer names, e.g. input conv1 logits (default: config cache.layers)")
-    add_option(parser, "--subsets", "subsets among unpermuted, permuted, restored, test "
+    add_option(parser, "--subsets", "subsets among unpermuted, permuted, restored, shuffled, test "
                                     "(default: config cache.subsets)")
     add_option(parser, "--M", "examples per class manifold (default: config cache.M, 50)")
     add_option(parser, "--P", "number of classes (default: config cache.P; all classes)")
@@ -44,6 +46,8 @@ def register(subparsers) -> None:
                              "(default: config cache.projection)")
     add_option(parser, "--device", "auto (CUDA when present), cpu, cuda or cuda:N: runs the forward pass and the "
                                    "projection (default: config cache.device)")
+    parser.add_argument("--dtype", choices=["float32", "float16"],
+                        help="storage type of the features (default: config cache.dtype, float32)")
     parser.add_argument("--rebuild", action="store_true",
                         help="move an existing (e.g. stale) cache aside and write a new one")
     add_option(parser, "--no-progress")
@@ -57,7 +61,7 @@ def run(args) -> int:
     path = cache_activations(
         Run(args.run_dir), epochs=args.epochs, layers=args.layers, subsets=args.subsets, M=args.M, P=args.P,
         projection_dim=args.projection_dim, pool=args.pool, projection=args.projection, device=args.device,
-        rebuild=args.rebuild, progress=args.progress,
+        dtype=args.dtype, rebuild=args.rebuild, progress=args.progress,
     )
     with ActivationCache(path) as cache:
         entries = cache.entries()

@@ -50,8 +50,8 @@ def add_source_arguments(parser) -> None:
     parser.add_argument("source", metavar="SOURCE", help="run directory, activations.h5, or .npz / .h5 file")
     add_option(parser, "--epoch", "cached epoch (default: the last)")
     add_option(parser, "--layer", "cached layer (default: the deepest layer wide enough to simulate, see above)")
-    add_option(parser, "--subset", "cached subset: unpermuted, permuted, restored or test (default: the first "
-                                   "cached)")
+    add_option(parser, "--subset", "cached subset: unpermuted, permuted, restored, shuffled or test (default: the "
+                                   "first cached)")
 
 
 def run(args) -> int:

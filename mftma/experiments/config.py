@@ -8,9 +8,9 @@ A config file has up to five sections, each optional (missing keys take the defa
     training:    {epochs: 100, batch_size: 128, optimizer: sgd, lr: 0.05, momentum: 0.9,
                   weight_decay: 0.0, schedule: constant, milestones: [], gamma: 0.1, seed: 0,
                   device: auto, checkpoints: all, log_checkpoints: 30, num_threads: null}
-    cache:       {layers: all, subsets: [unpermuted, permuted, restored, test], M: 50, P: null,
+    cache:       {layers: all, subsets: [unpermuted, permuted, restored, shuffled, test], M: 50, P: null,
                   projection_dim: 5000, pool: false, seed: 0, batch_size: 256, projection: gaussian,
-                  device: auto}
+                  device: auto, dtype: float32}
 
 Unknown sections or keys are errors, so a typo never silently falls back to a default.
 :meth:`RunConfig.settings_hash` identifies the settings that determine the trained weights (as in
@@ -41,6 +41,9 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine", "linear")
 #: Random projections of layers wider than ``cache.projection_dim`` (see :mod:`mftma.cache.projection`).
 PROJECTIONS = ("gaussian", "sparse")
+#: Storage types of cached features: float16 halves the disk and keeps MFTMA and probe results within
+#: sampling error (README, "Disk"); values beyond float16's range (65504) are refused.
+CACHE_DTYPES = ("float32", "float16")
 
 
 def _number(value, kind, name, *, minimum=None, allow_none=False):
@@ -188,6 +191,7 @@ class CacheConfig:
     ``projection`` is ``gaussian`` (dense) or ``sparse`` (sparse sign, see :mod:`mftma.cache.projection`);
     ``device`` (``auto``: CUDA when present, ``cpu``, ``cuda``, ``cuda:N``) runs the forward pass and
     projection.
+    ``dtype`` is the storage type of the features (``float32`` or ``float16``; read back as float32).
     """
 
     layers: Any = "all"
@@ -200,6 +204,7 @@ class CacheConfig:
     batch_size: int = 256
     projection: str = "gaussian"
     device: str = "auto"
+    dtype: str = "float32"
 
     def __post_init__(self):
         set_ = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731
@@ -219,6 +224,7 @@ class CacheConfig:
         set_("batch_size", _number(self.batch_size, int, "cache.batch_size", minimum=1))
         _choice(self.projection, PROJECTIONS, "cache.projection")
         _device(self.device, "cache.device")
+        _choice(self.dtype, CACHE_DTYPES, "cache.dtype")
 
 
 _SECTIONS = {

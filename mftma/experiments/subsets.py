@@ -1,4 +1,4 @@
-"""Fixed samples of P classes x M examples for the groupings of docs/method.md §1.2.
+"""Fixed samples of P classes x M examples for the groupings of docs/method.md §1.2, and the null grouping.
 
 ``unpermuted``
     training examples whose label was kept, grouped by that (true = training) label;
@@ -6,8 +6,17 @@
     training examples whose label was randomized, grouped by their training label;
 ``restored``
     the *same* examples as ``permuted``, grouped by their true label;
+``shuffled``
+    the *same* examples as ``permuted``, grouped by a fresh random labelling that training never saw (a
+    seeded random permutation of ``M`` copies of each class label over the examples): the null baseline,
+    an unstructured cloud of these points at each layer;
 ``test``
     test examples grouped by their true label.
+
+The groupings draw on three example *selections* (:data:`SELECTIONS`): ``kept`` (training examples whose
+label was kept: ``unpermuted``), ``randomized`` (one selection of training examples whose label was
+randomized: ``permuted``, ``restored`` and ``shuffled``) and ``test``. The activation cache stores each
+selection's features once and each grouping as row indices into them.
 
 The classes are the first ``P`` (``0 .. P-1``). ``permuted`` and ``restored`` are one selection of
 ``P * M`` randomized examples whose training labels *and* true labels both lie in those classes and in
@@ -16,19 +25,32 @@ It is drawn by a seeded random greedy pass (keep an example while its training l
 still need examples), completed with augmenting paths when the greedy pass falls short (a maximum flow, so
 a selection is found whenever one exists); the examples of each (true label, training label) pair are
 then drawn at random. Each permuted manifold is thus a random mix of true classes, and each restored
-manifold a random mix of training labels. Every subset draws from its own seeded generator, so a subset's
-sample does not depend on which other subsets are requested.
+manifold a random mix of training labels. ``shuffled`` groups the selection (sorted by example index) by its
+own labelling, so it is the same whether it is drawn with the others or later from a cached ``permuted``
+sample (:func:`shuffled_sample`). Every subset draws from its own seeded generator, so a subset's sample does
+not depend on which other subsets are requested.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mftma.errors import InputError
-from mftma.experiments.corruptions import CorruptionRecord
 from mftma.names import SUBSETS
+
+if TYPE_CHECKING:  # the cache reader uses this module and imports no torch
+    from mftma.experiments.corruptions import CorruptionRecord
+
+#: The example selection each grouping draws on: groupings of one selection hold the same examples.
+SELECTIONS = {"unpermuted": "kept", "permuted": "randomized", "restored": "randomized", "shuffled": "randomized",
+              "test": "test"}
+#: Independent generator stream of each subset's draw (``[seed, stream]``); groupings of one selection share it.
+_STREAMS = {"unpermuted": 0, "permuted": 1, "restored": 1, "shuffled": 1, "test": 3}
+#: Stream of the ``shuffled`` labelling (drawn after the selection).
+_SHUFFLED_LABELLING = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,7 +66,8 @@ class SubsetSample:
     indices : ndarray of int64, shape (P * M,)
         Example indices; manifold ``p`` is ``indices[p * M:(p + 1) * M]``.
     labels : ndarray of int64, shape (P * M,)
-        The grouping label of each example (training label for ``permuted``, true label otherwise).
+        The grouping label of each example (training label for ``permuted``, the random label for
+        ``shuffled``, true label otherwise).
     classes : ndarray of int64, shape (P,)
         The class of each manifold.
     M : int
@@ -58,11 +81,17 @@ class SubsetSample:
     classes: np.ndarray
     M: int
 
+    @property
+    def selection(self) -> str:
+        """The example selection of the subset (:data:`SELECTIONS`)."""
+        return SELECTIONS[self.subset]
+
 
 def available_subsets(record: CorruptionRecord) -> tuple[str, ...]:
     """The subsets that have examples under ``record`` (no ``permuted``/``restored`` without randomized labels)."""
     has_permuted, has_unpermuted = record.permuted_mask.any(), not record.permuted_mask.all()
-    present = {"unpermuted": has_unpermuted, "permuted": has_permuted, "restored": has_permuted, "test": True}
+    present = {"unpermuted": has_unpermuted, "permuted": has_permuted, "restored": has_permuted,
+               "shuffled": has_permuted, "test": True}
     return tuple(subset for subset in SUBSETS if present[subset])
 
 
@@ -118,11 +147,45 @@ def sample_subsets(record: CorruptionRecord, test_labels, num_classes: int, M: i
                                            record.train_labels, classes, M),
         "restored": lambda rng: _regrouped(_permuted_selection(record, classes, M, rng), "restored",
                                            record.true_labels, classes, M),
+        "shuffled": lambda rng: shuffled_sample(_permuted_selection(record, classes, M, rng), classes, M, seed),
         "test": lambda rng: _by_class("test", "test", test_labels, np.ones(len(test_labels), bool), classes, M, rng),
     }
-    # "restored" uses the generator of "permuted": both are the same selection of examples.
-    stream = {"unpermuted": 0, "permuted": 1, "restored": 1, "test": 3}
-    return {subset: samplers[subset](np.random.default_rng([seed, stream[subset]])) for subset in subsets}
+    return {subset: samplers[subset](np.random.default_rng([seed, _STREAMS[subset]])) for subset in subsets}
+
+
+def shuffled_sample(selection, classes, M: int, seed: int) -> SubsetSample:
+    """The ``shuffled`` grouping of a selection of randomized examples: a fresh, balanced random labelling.
+
+    Parameters
+    ----------
+    selection : array-like of int, shape (P * M,)
+        The training-set indices of the ``permuted`` sample, in any order.
+    classes : array-like of int, shape (P,)
+        The classes of the manifolds.
+    M : int
+        Examples per manifold.
+    seed : int
+        The cache seed; the labelling is drawn from ``default_rng([seed, 4])``.
+
+    Returns
+    -------
+    SubsetSample
+        Every class ``M`` times as a label, assigned to the selection sorted by example index by a seeded
+        random permutation, so the result depends only on the set of examples and the seed.
+
+    Raises
+    ------
+    InputError
+        The selection does not hold ``P * M`` distinct examples.
+    """
+    selection, classes = np.unique(np.asarray(selection, dtype=np.int64)), np.asarray(classes, dtype=np.int64)
+    if len(selection) != len(classes) * M:
+        raise InputError(f"the shuffled grouping needs P * M = {len(classes) * M} distinct examples, got "
+                         f"{len(selection)}")
+    rng = np.random.default_rng([seed, _SHUFFLED_LABELLING])
+    labels = np.full(int(selection.max()) + 1, -1, dtype=np.int64)
+    labels[selection] = rng.permutation(np.repeat(classes, M))
+    return _regrouped(selection, "shuffled", labels, classes, M)
 
 
 def _check_arguments(record: CorruptionRecord, test_labels, num_classes: int, M, P,
@@ -172,7 +235,7 @@ def _by_class(subset: str, split: str, labels: np.ndarray, eligible: np.ndarray,
 
 def _regrouped(selection: np.ndarray, subset: str, labels: np.ndarray, classes: np.ndarray,
                M: int) -> SubsetSample:
-    """The selected training examples grouped by ``labels``."""
+    """The selected training examples grouped by ``labels`` (indexed by example)."""
     groups = [np.sort(selection[labels[selection] == label]) for label in classes]
     return _sample(subset, "train", groups, labels, classes, M)
 

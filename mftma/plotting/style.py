@@ -31,6 +31,7 @@ SUBSET_COLORS = {
     "unpermuted": "#0072B2",
     "permuted": "#D55E00",
     "restored": "#009E73",
+    "shuffled": "#999999",  # grey: the null baseline
     "test": "#CC79A7",
 }
 

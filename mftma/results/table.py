@@ -12,7 +12,7 @@ column                     meaning
 ``epoch``                  training epoch of the checkpoint the activations come from (int)
 ``layer``                  analysis layer name (``"input"`` or a block name)
 ``layer_index``            position of the layer, 0 for ``"input"`` (int)
-``subset``                 ``unpermuted``, ``permuted``, ``restored`` or ``test``
+``subset``                 ``unpermuted``, ``permuted``, ``restored``, ``shuffled`` or ``test``
 ``metric``                 one of :data:`METRICS`
 ``value``                  the number (float)
 ``settings``               key of the analysis settings the row was computed with (a hash;
