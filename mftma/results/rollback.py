@@ -20,14 +20,13 @@ import pandas as pd
 
 from mftma.atomic import atomic_write
 from mftma.errors import DataFileError
-from mftma.names import SUBSETS
 from mftma.results.hdf5 import read_h5_table, write_h5_table
 from mftma.results.table import results_dir
 
 #: Which end of the network the rolled-back blocks are counted from (``first`` is the control).
 DIRECTIONS = ("last", "first")
 #: The subsets the rollback measures, in the order its tables list them (held-out examples first).
-ROLLBACK_SUBSETS = ("test", *(subset for subset in SUBSETS if subset != "test"))
+ROLLBACK_SUBSETS = ("test", "unpermuted", "permuted", "restored")  # shuffled labels were never trained on
 ROLLBACK_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "subset", "metric", "value", "source")
 GEOMETRY_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "layer", "layer_index", "subset", "metric",
                     "value", "kappa", "n_t", "n_reps", "seed", "source")
