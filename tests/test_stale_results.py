@@ -9,6 +9,7 @@ import torch
 
 from mftma.cli import main
 from mftma.errors import DataFileError, InputError
+from mftma.names import SUBSETS
 from mftma.experiments.checkpoints import atomic_torch_save, checkpoint_path
 from mftma.pipeline.analyze import CELLS_DIRNAME, analyze_run
 from mftma.pipeline.claims import evaluate_claims
@@ -60,7 +61,7 @@ def test_rebuilt_cache_recomputes_exactly_the_changed_cells(tiny_cached_run, tmp
     assert not np.array_equal(after.loc[epoch4, "value"], before.loc[epoch4, "value"])
     pd.testing.assert_frame_equal(after[~epoch4], before[~epoch4], check_exact=True)
     changed = {name for name, time in _record_times(run_dir).items() if times[name] != time}
-    assert changed == {f"e0004-l003-{subset}.json" for subset in ("unpermuted", "permuted", "restored", "test")}
+    assert changed == {f"e0004-l003-{subset}.json" for subset in SUBSETS}
 
 
 def test_replaced_checkpoint_recomputes_its_rollback_rows(tiny_cached_run, tmp_path):
