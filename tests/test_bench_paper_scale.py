@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mftma.names import SUBSETS
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_paper_scale.py"
 TARGETS = {"caching_one_checkpoint_sparse_over_forward_pass", "one_cell_s_mftma_plus_torch_probe",
            "full_config_cache_bytes_sparse", "full_grid_s_on_gpu"}
@@ -22,7 +24,7 @@ def test_quick_run_reports_measurements_extrapolation_and_targets():
     assert {"sklearn_probe", "torch_probe"} <= set(report["cell"])
     assert report["cell"]["features"] == report["size"]["projection_dim"]  # conv1 is projected
     size, grid = report["size"], report["grid"]
-    assert grid["cells"] == len(size["layers"]) * grid["checkpoints"] * 4
+    assert grid["cells"] == len(size["layers"]) * grid["checkpoints"] * len(SUBSETS)
     assert set(report["targets"]) == TARGETS
     for name, target in report["targets"].items():
         assert {"value", "target", "met"} <= set(target)

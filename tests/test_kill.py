@@ -10,7 +10,8 @@ import time
 
 import pandas as pd
 
-from mftma.results.table import load_results
+from mftma.names import SUBSETS
+from mftma.results.table import METRICS, load_results
 from mftma.pipeline.rollback import load_rollback, load_rollback_geometry
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -59,8 +60,9 @@ def _interrupted_and_uninterrupted(arguments, source, tmp_path):
 def test_killed_analysis_reruns_to_the_uninterrupted_table(tiny_cached_run, tmp_path):
     interrupted, reference, delay = _interrupted_and_uninterrupted(ANALYZE, tiny_cached_run, tmp_path)
     expected = load_results(reference)
-    # 16 cells with every metric but the transfer accuracy, which only the 4 test cells have
-    assert len(expected) == 16 * (len(METRICS) - 1) + 4
+    # 2 epochs x 2 layers x every subset, each cell with every metric but the transfer accuracy, which only
+    # the 4 test cells have
+    assert len(expected) == 4 * len(SUBSETS) * (len(METRICS) - 1) + 4
     pd.testing.assert_frame_equal(load_results(interrupted), expected, check_exact=True,
                                   obj=f"table after a kill at {delay:.2f} s")
 

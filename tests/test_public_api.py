@@ -4,6 +4,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -32,10 +33,17 @@ def test_readme_documents_exactly_the_public_names():
     assert sorted(documented) == mftma.__all__
 
 
+#: Public names that are also old import paths (modules of the original package, kept as shims).
+SHIM_MODULES = {"alldata_dimension_analysis"}
+
+
 @pytest.mark.parametrize("name", documented_imports())
 def test_documented_name_imports(name):
     value = getattr(mftma, name)
-    assert getattr(value, "__name__", None) == name  # the object itself, not a module or an alias
+    if isinstance(value, types.ModuleType):  # once `import mftma.alldata_dimension_analysis` ran: its callable shim
+        assert name in SHIM_MODULES and callable(value)
+    else:
+        assert getattr(value, "__name__", None) == name  # the object itself, not an alias
     assert name in dir(mftma)
 
 

@@ -124,22 +124,22 @@ def test_plot_and_claims_refuse_mixed_settings_and_name_the_selected(tiny_cached
 
 def test_non_finite_cache_entry_is_an_error_record_retried_and_reported(tiny_cached_run, tmp_path):
     run_dir = _copy(tiny_cached_run, tmp_path / "a")
-    entry = "epoch_0004/logits/permuted"
+    entry = "epoch_0004/logits/test"  # the test examples' rows (format 2): only the test cell reads them
     with h5py.File(run_dir / "activations.h5", "r+") as handle:
         original = handle[entry][()]
         handle[entry][0, 0] = np.nan
     seen = []
-    with pytest.raises(DataFileError, match=r"epoch 4, layer 'logits', subset 'permuted'.*non-finite.*"
+    with pytest.raises(DataFileError, match=r"epoch 4, layer 'logits', subset 'test'.*non-finite.*"
                                             r"mftma cache .* --rebuild"):
         analyze_run(run_dir, processes=False, n_workers=1, on_cell_done=seen.append, **FAST)
-    assert sum("error" in record for record in seen) == 1 and len(seen) == 8
+    assert sum("error" in record for record in seen) == 1 and len(seen) == 10
     saved = load_results(run_dir)
-    assert len(saved[["epoch", "subset"]].drop_duplicates()) == 7
-    assert not ((saved["epoch"] == 4) & (saved["subset"] == "permuted")).any()
+    assert len(saved[["epoch", "subset"]].drop_duplicates()) == 9
+    assert not ((saved["epoch"] == 4) & (saved["subset"] == "test")).any()
 
     seen.clear()
     with h5py.File(run_dir / "activations.h5", "r+") as handle:
         handle[entry][...] = original
     table = analyze_run(run_dir, processes=False, n_workers=1, on_cell_done=seen.append, **FAST)
-    assert [record["cell"]["subset"] for record in seen] == ["permuted"] and "error" not in seen[0]
-    assert len(table) == 8 * GEOMETRY_METRICS_PER_CELL and np.isfinite(table["value"]).all()
+    assert [record["cell"]["subset"] for record in seen] == ["test"] and "error" not in seen[0]
+    assert len(table) == 10 * GEOMETRY_METRICS_PER_CELL and np.isfinite(table["value"]).all()

@@ -20,17 +20,13 @@ import pandas as pd
 
 from mftma.atomic import atomic_write
 from mftma.errors import DataFileError
-from mftma.names import SUBSETS
 from mftma.results.hdf5 import read_h5_table, write_h5_table
 from mftma.results.table import results_dir
 
 #: Which end of the network the rolled-back blocks are counted from (``first`` is the control).
 DIRECTIONS = ("last", "first")
-#: The order the rollback tables list subsets in (held-out examples first).
-SUBSET_ORDER = ("test", *(subset for subset in SUBSETS if subset != "test"))
-#: The subsets whose accuracy the rollback measures: ``shuffled`` has no labels the network could predict,
-#: so it appears only in the geometry table (as the null baseline of each layer).
-ROLLBACK_SUBSETS = tuple(subset for subset in SUBSET_ORDER if subset != "shuffled")
+#: The subsets the rollback measures, in the order its tables list them (held-out examples first).
+ROLLBACK_SUBSETS = ("test", "unpermuted", "permuted", "restored")  # shuffled labels were never trained on
 ROLLBACK_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "subset", "metric", "value", "source")
 GEOMETRY_COLUMNS = ("run", "final_epoch", "direction", "k", "epoch", "layer", "layer_index", "subset", "metric",
                     "value", "kappa", "n_t", "n_reps", "seed", "source")
@@ -58,10 +54,10 @@ GEOMETRY_TABLE = RollbackTable("rollback_geometry", GEOMETRY_COLUMNS)
 
 
 def sort_rollback(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows by direction (:data:`DIRECTIONS`), epoch, k, layer and subset (:data:`SUBSET_ORDER`)."""
+    """Rows by direction (:data:`DIRECTIONS`), epoch, k, layer and subset (:data:`ROLLBACK_SUBSETS`)."""
     keys = ["_direction", "epoch", "k", *(["layer_index"] if "layer_index" in table else []), "_subset"]
     order = table.assign(_direction=table["direction"].map({d: i for i, d in enumerate(DIRECTIONS)}),
-                         _subset=table["subset"].map({s: i for i, s in enumerate(SUBSET_ORDER)}))
+                         _subset=table["subset"].map({s: i for i, s in enumerate(ROLLBACK_SUBSETS)}))
     return table.loc[order.sort_values(keys, kind="stable").index].reset_index(drop=True)
 
 
