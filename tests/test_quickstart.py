@@ -159,7 +159,7 @@ def test_a_rerun_skips_finished_work(ci_quickstart, monkeypatch):
     drawn = figure.stat().st_mtime_ns
     monkeypatch.setattr("mftma.experiments.training._train_epoch",
                         lambda *args: pytest.fail("a finished run was trained again"))
-    monkeypatch.setattr("mftma.cache.writer._EpochWriter._write_subset",
+    monkeypatch.setattr("mftma.cache.writer._EpochWriter._write_selection",
                         lambda *args: pytest.fail("cached activations were written again"))
     monkeypatch.setattr("mftma.pipeline.analyze.analyze_cell",
                         lambda *args: pytest.fail("analysed cells were computed again"))
