@@ -155,7 +155,7 @@ def analyze_run(
     ...                     progress=False)
     >>> geometry = table.pivot_table("value", ["epoch", "subset"], "metric")[["capacity", "radius", "dimension"]]
     >>> geometry.index.tolist()
-    [(4, 'permuted'), (4, 'restored'), (4, 'test'), (4, 'unpermuted')]
+    [(4, 'permuted'), (4, 'restored'), (4, 'shuffled'), (4, 'test'), (4, 'unpermuted')]
     >>> bool(((geometry > 0) & (geometry < 10)).all(axis=None))
     True
     """
