@@ -69,8 +69,8 @@ def test_killed_analysis_reruns_to_the_uninterrupted_table(tiny_cached_run, tmp_
 
 def test_killed_rollback_reruns_to_the_uninterrupted_tables(tiny_cached_run, tmp_path):
     interrupted, reference, delay = _interrupted_and_uninterrupted(ROLLBACK, tiny_cached_run, tmp_path)
-    for load, rows in ((load_rollback, 2 * 2 * 3 * 4), (load_rollback_geometry, 2 * 2 * 3 * 4 * 3)):
+    for load, rows in ((load_rollback, 2 * 2 * 3 * 4), (load_rollback_geometry, 2 * 2 * 3 * len(SUBSETS) * 3)):
         expected = load(reference)
-        assert len(expected) == rows  # 2 epochs x 2 directions x k in {0, 1, 2} x 4 subsets (x 3 metrics)
+        assert len(expected) == rows  # 2 epochs x 2 directions x k in {0, 1, 2} x 4 subsets (geometry: every subset x 3 metrics)
         pd.testing.assert_frame_equal(load(interrupted), expected, check_exact=True,
                                       obj=f"{load.__name__} after a kill at {delay:.2f} s")
