@@ -90,7 +90,7 @@ def test_calls_return_what_they_asked_and_keep_the_table(tiny_cached_run, tmp_pa
     run_dir = _copy(tiny_cached_run, tmp_path / "a")
     full = analyze_run(run_dir, processes=False, n_workers=1, **{**FAST, "layers": ["input", "logits"]})
     part = analyze_run(run_dir, processes=False, n_workers=1, **{**FAST, "epochs": [4], "n_t": 12})
-    assert set(zip(part["epoch"], part["layer"])) == {(4, "logits")} and len(part) == 4 * GEOMETRY_METRICS_PER_CELL
+    assert set(zip(part["epoch"], part["layer"])) == {(4, "logits")} and len(part) == len(SUBSETS) * GEOMETRY_METRICS_PER_CELL
     table = load_results(run_dir)
     assert len(table) == len(full) + len(part)
     pd.testing.assert_frame_equal(select_settings(table, n_t=10), full)
