@@ -96,3 +96,18 @@ def test_layered_model_runs_blocks_in_order():
     model = LayeredModel([("shift", torch.nn.ConstantPad1d((0, 1), 1.0)), ("logits", torch.nn.Flatten())])
     assert model.analysis_layers == ["input", "shift", "logits"]
     assert model(torch.zeros(1, 2)).tolist() == [[0.0, 0.0, 1.0]]
+
+
+@pytest.mark.parametrize("name, shape", [("cnn1d", (40,)), ("cnn2d", (3, 8, 8))])
+def test_residual_shortcut_adds_the_block_input(name, shape):
+    plain = build_model(name, shape, 5, channels=[4, 4, 6], hidden=8, seed=0)
+    residual = build_model(name, shape, 5, channels=[4, 4, 6], hidden=8, residual=True, seed=0)
+    assert plain.analysis_layers == residual.analysis_layers
+    block = residual.blocks["conv2"][0]
+    x = torch.randn(2, 4, *shape[1:] if name == "cnn2d" else (20,))
+    block.eval()
+    # Same channels: identity shortcut, so the block is ReLU(norm(conv(x)) + x).
+    assert torch.allclose(block(x), torch.relu(block.norm(block.conv(x)) + x))
+    # Channel change (4 -> 6): a 1x1 projection shortcut, with parameters of its own.
+    assert _parameters(residual.blocks["conv3"]) > _parameters(plain.blocks["conv3"])
+    assert residual(torch.randn(2, *shape)).shape == (2, 5)

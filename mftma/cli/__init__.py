@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "plot",
     "rollback",
     "claims",
+    "study",
     "detect-noise",
     "flawed",
     "simcap",

@@ -295,6 +295,14 @@ def config_names() -> list[str]:
     return sorted(path.name[: -len(".yaml")] for path in _packaged().iterdir() if path.name.endswith(".yaml"))
 
 
+def config_path(path_or_name: str | Path) -> Path:
+    """The file of a YAML path, or of a shipped config name (:func:`config_names`) when no such path exists."""
+    path = Path(path_or_name)
+    if not path.exists() and str(path_or_name) in config_names():
+        path = Path(str(_packaged() / f"{path_or_name}.yaml"))
+    return path
+
+
 def load_config(path_or_name: str | Path) -> RunConfig:
     """Read a run config from a YAML file, or one of :func:`config_names` (e.g. ``"mnist1d"``).
 
@@ -305,9 +313,7 @@ def load_config(path_or_name: str | Path) -> RunConfig:
     InputError
         The settings are invalid (unknown keys, values out of range).
     """
-    path = Path(path_or_name)
-    if not path.exists() and str(path_or_name) in config_names():
-        path = Path(str(_packaged() / f"{path_or_name}.yaml"))
+    path = config_path(path_or_name)
     try:
         settings = yaml.safe_load(path.read_text())
     except FileNotFoundError:

@@ -108,8 +108,11 @@ def build_model(
         Seeds the initialisation without touching the global random state.
     **options
         Builder-specific: ``mlp``: ``hidden`` (list of sizes, default ``[256, 256]``);
-        ``cnn1d``: ``channels`` (default ``[32, 32, 32]``), ``hidden`` (default ``256``);
-        ``cnn2d``: ``channels`` (default ``[32, 64, 128]``), ``hidden`` (default ``256``);
+        ``cnn1d``: ``channels`` (default ``[32, 32, 32]``; one conv block per entry), ``hidden`` (default
+        ``256``), ``residual`` (default ``False``; True adds a shortcut around every conv block,
+        :class:`ResidualConv`);
+        ``cnn2d``: ``channels`` (default ``[32, 64, 128]``), ``hidden`` (default ``256``), ``residual``
+        (default ``False``);
         ``vgg11``/``vgg16``: ``hidden`` (default ``512``), ``batch_norm`` (default ``True``);
         ``resnet18``: ``base_channels`` (default ``64``).
 
@@ -167,12 +170,29 @@ def _with_channels(shape, spatial_dims, model):
     )
 
 
-def _conv_block(conv, norm, pool, reshape):
+def _conv_block(conv, norm, pool, reshape, residual=False):
+    """``[reshape] -> conv -> norm -> ReLU -> [pool]``; with ``residual``, ``ReLU(norm(conv(x)) + shortcut(x))``."""
     layers = [reshape] if reshape is not None else []
-    layers += [conv, norm, nn.ReLU()]
+    layers += [ResidualConv(conv, norm)] if residual else [conv, norm, nn.ReLU()]
     if pool is not None:
         layers.append(pool)
     return nn.Sequential(*layers)
+
+
+class ResidualConv(nn.Module):
+    """``ReLU(norm(conv(x)) + shortcut(x))``: one convolution with an identity shortcut, or a 1x1
+    convolution with batch norm where the channel count changes (``conv`` keeps the spatial size)."""
+
+    def __init__(self, conv: nn.Module, norm: nn.Module):
+        super().__init__()
+        self.conv, self.norm = conv, norm
+        self.shortcut = nn.Identity()
+        if conv.in_channels != conv.out_channels:
+            projection = type(conv)(conv.in_channels, conv.out_channels, kernel_size=1, bias=False)
+            self.shortcut = nn.Sequential(projection, type(norm)(conv.out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.norm(self.conv(x)) + self.shortcut(x))
 
 
 def _classifier_head(blocks, features, hidden, num_classes):
@@ -182,25 +202,25 @@ def _classifier_head(blocks, features, hidden, num_classes):
     return blocks
 
 
-def _cnn1d(shape, num_classes, width, *, channels, hidden):
+def _cnn1d(shape, num_classes, width, *, channels, hidden, residual):
     in_channels, (length,), reshape = _with_channels(shape, 1, "cnn1d")
     blocks = []
     for index, out in enumerate((_scaled(c, width) for c in channels), start=1):
         pool = nn.MaxPool1d(2) if length >= 4 else None
         conv = nn.Conv1d(in_channels, out, kernel_size=5, padding=2)
-        blocks.append((f"conv{index}", _conv_block(conv, nn.BatchNorm1d(out), pool, reshape)))
+        blocks.append((f"conv{index}", _conv_block(conv, nn.BatchNorm1d(out), pool, reshape, residual)))
         in_channels, reshape = out, None
         length = length // 2 if pool is not None else length
     return _classifier_head(blocks, in_channels * length, _scaled(hidden, width), num_classes)
 
 
-def _cnn2d(shape, num_classes, width, *, channels, hidden):
+def _cnn2d(shape, num_classes, width, *, channels, hidden, residual):
     in_channels, (height, breadth), reshape = _with_channels(shape, 2, "cnn2d")
     blocks = []
     for index, out in enumerate((_scaled(c, width) for c in channels), start=1):
         pool = nn.MaxPool2d(2) if min(height, breadth) >= 4 else None
         conv = nn.Conv2d(in_channels, out, kernel_size=3, padding=1)
-        blocks.append((f"conv{index}", _conv_block(conv, nn.BatchNorm2d(out), pool, reshape)))
+        blocks.append((f"conv{index}", _conv_block(conv, nn.BatchNorm2d(out), pool, reshape, residual)))
         in_channels, reshape = out, None
         if pool is not None:
             height, breadth = height // 2, breadth // 2
@@ -273,8 +293,8 @@ def _resnet18(shape, num_classes, width, *, base_channels):
 
 _BUILDERS = {
     "mlp": (_mlp, {"hidden": [256, 256]}),
-    "cnn1d": (_cnn1d, {"channels": [32, 32, 32], "hidden": 256}),
-    "cnn2d": (_cnn2d, {"channels": [32, 64, 128], "hidden": 256}),
+    "cnn1d": (_cnn1d, {"channels": [32, 32, 32], "hidden": 256, "residual": False}),
+    "cnn2d": (_cnn2d, {"channels": [32, 64, 128], "hidden": 256, "residual": False}),
     "vgg11": (_vgg(VGG_LAYOUTS["vgg11"]), {"hidden": 512, "batch_norm": True}),
     "vgg16": (_vgg(VGG_LAYOUTS["vgg16"]), {"hidden": 512, "batch_norm": True}),
     "resnet18": (_resnet18, {"base_channels": 64}),

@@ -16,7 +16,7 @@ import yaml
 
 from mftma.errors import DataFileError, InputError
 from mftma.atomic import atomic_write
-from mftma.experiments.config import RunConfig
+from mftma.experiments.config import RunConfig, config_path
 
 SECTION = "flawed"
 RUNS_DIRNAME = "runs"
@@ -41,9 +41,7 @@ def load_experiment(path_or_name) -> tuple[RunConfig, dict]:
     InputError
         The run settings are invalid, or the ``flawed`` section is not a mapping.
     """
-    path = Path(path_or_name)
-    if not path.exists() and str(path_or_name) in flawed_config_names():
-        path = Path(str(resources.files("mftma") / "configs" / f"{path_or_name}.yaml"))
+    path = config_path(path_or_name)
     try:
         settings = yaml.safe_load(path.read_text())
     except FileNotFoundError:
