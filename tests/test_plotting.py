@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from figure_checks import assert_png_drawn
 from matplotlib import colors as mpl_colors
 from matplotlib.text import Text
 
@@ -240,12 +241,6 @@ def assert_shows_the_run(name, fig, run):
                 assert counts == {f"class {c}": int(np.sum(labels == c)) for c in np.unique(labels)}, name
     else:
         raise AssertionError(f"unexpected figure {name}")
-
-
-def assert_png_drawn(path):
-    pixels = plt.imread(path)
-    assert pixels.shape[1] > 1000, path  # 7 in at 200 dpi, trimmed to the drawing
-    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 20, f"{path} is nearly blank"
 
 
 def test_cli_writes_every_figure_of_a_run(analysed_run, saved_figures, capsys):
