@@ -2,20 +2,23 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from figure_checks import assert_png_drawn
 
 from mftma.cache import ActivationCache
 from mftma.cli import main
 from mftma.cli import quickstart as quickstart_cli
 from mftma.errors import InputError
+from mftma.experiments.config import load_config
 from mftma.experiments.run import Run
 from mftma.pipeline import quickstart as quickstart_module
 from mftma.pipeline.claims import evaluate_claims
-from mftma.pipeline.quickstart import quickstart, summarize
+from mftma.pipeline.quickstart import quickstart, seeded_config, summarize
 from mftma.results.table import load_results
 from mftma.pipeline.rollback import load_rollback
 
@@ -24,11 +27,12 @@ SUBSETS = {"unpermuted", "permuted", "restored", "shuffled", "test"}
 
 @pytest.fixture(scope="module")
 def ci_quickstart(tmp_path_factory):
-    """The CI profile (two seeds) run through the command line, as a user would."""
+    """The CI profile run through the command line, as a user would, with one seed (the seeds' wiring and
+    the summary over several runs are checked on stand-in runs, :func:`stand_in_quickstart`)."""
     out = tmp_path_factory.mktemp("quickstart") / "out"
     parser = argparse.ArgumentParser(prog="mftma")
     quickstart_cli.register(parser.add_subparsers())
-    args = parser.parse_args(["quickstart", "--out", str(out), "--profile", "ci", "--no-progress"])
+    args = parser.parse_args(["quickstart", "--out", str(out), "--profile", "ci", "--seeds", "1", "--no-progress"])
     assert args.func(args) == 0
     return out
 
@@ -39,8 +43,8 @@ def read_summary(out):
 
 def test_summary_has_the_numbers_of_the_issue(ci_quickstart):
     summary = read_summary(ci_quickstart)
-    assert summary["profile"]["name"] == "ci" and summary["seeds"] == 2
-    assert [run["run_dir"] for run in summary["runs"]] == ["run_0", "run_1"]
+    assert summary["profile"]["name"] == "ci" and summary["seeds"] == 1
+    assert [run["run_dir"] for run in summary["runs"]] == ["run_0"]
     for run in summary["runs"]:
         assert run["best_epoch"] in run["analysed_epochs"] and run["last_epoch"] == 4
         assert set(run["test_accuracy"]) == {"best", "last"}
@@ -62,19 +66,56 @@ def test_summary_has_the_numbers_of_the_issue(ci_quickstart):
     assert set(summary["timings_s"]) == {"total"}
 
 
-def test_runs_differ_in_every_seed(ci_quickstart):
-    summary = read_summary(ci_quickstart)
-    assert summary["runs"][0]["seeds"] == dict.fromkeys(("data", "corruption", "training", "cache"), 0)
-    assert summary["runs"][1]["seeds"] == dict.fromkeys(("data", "corruption", "training", "cache"), 1)
-    runs = [Run(ci_quickstart / f"run_{index}") for index in range(2)]
-    assert [run.config.training.seed for run in runs] == [0, 1]
-    assert not runs[0].metrics()["loss"].equals(runs[1].metrics()["loss"])
-    masks = [np.load(run.path / "corruption.npz")["permuted_mask"] for run in runs]
-    assert not np.array_equal(*masks)
+@pytest.fixture
+def stand_in_quickstart(tmp_path, monkeypatch):
+    """``quickstart(profile="ci", seeds=3)`` with each run's pipeline replaced by a stand-in that records the
+    config it was given and returns the summary of a run with a known outcome (run 1 does not memorize):
+    ``(out, summary, configs by run index)``."""
+    configs = {}
+
+    def stand_in(out_dir, index, run_config, settings, progress):
+        configs[index] = run_config
+        memorizes = index != 1
+        return {"run_dir": quickstart_module.run_dirname(index),
+                "seeds": {section: getattr(run_config, section).seed for section in quickstart_module.SEEDED_SECTIONS},
+                **summarize(MetricsRun(), known_results(memorizes), known_rollback(recovers=memorizes))}
+
+    monkeypatch.setattr(quickstart_module, "_run_pipeline", stand_in)
+    summary = quickstart(tmp_path, profile="ci", seeds=3, progress=False)
+    return tmp_path, summary, configs
 
 
-def test_claims_over_seeds_summarise_the_runs_claims(ci_quickstart):
-    summary = read_summary(ci_quickstart)
+def test_the_run_of_the_quickstart_has_seed_zero(ci_quickstart):
+    (run_summary,) = read_summary(ci_quickstart)["runs"]
+    assert run_summary["seeds"] == dict.fromkeys(("data", "corruption", "training", "cache"), 0)
+    assert Run(ci_quickstart / "run_0").config.training.seed == 0
+
+
+def test_runs_differ_in_every_seed(stand_in_quickstart):
+    out, summary, configs = stand_in_quickstart
+    base = load_config("tiny")
+    assert sorted(configs) == [0, 1, 2] and json.loads(json.dumps(summary)) == read_summary(out)
+    for index, config in configs.items():
+        assert config == seeded_config(base, index)
+        assert summary["runs"][index]["run_dir"] == f"run_{index}"
+        assert summary["runs"][index]["seeds"] == dict.fromkeys(("data", "corruption", "training", "cache"), index)
+
+
+def test_seeded_runs_draw_other_examples_corruption_and_weights():
+    from mftma.experiments.models import build_model
+    from mftma.experiments.run import load_training_data
+
+    configs = [seeded_config(load_config("tiny"), index) for index in range(2)]
+    (first, first_record), (second, second_record) = map(load_training_data, configs)
+    assert not torch.equal(first.x_train, second.x_train)
+    assert not np.array_equal(first_record.permuted_mask, second_record.permuted_mask)
+    weights = [build_model(config.model.name, first.input_shape, first.num_classes, width=config.model.width,
+                           seed=config.training.seed, **config.model.options).state_dict() for config in configs]
+    assert not all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def test_claims_over_seeds_summarise_the_runs_claims(stand_in_quickstart):
+    _, summary, _ = stand_in_quickstart
     runs = summary["runs"]
     for key in "abcd":
         claim = summary["claims"][key]
@@ -92,7 +133,7 @@ def test_claims_over_seeds_summarise_the_runs_claims(ci_quickstart):
             assert claim["verdict"] in {"held", "not held", "undecided"}
     for direction in ("last", "first"):
         gains = summary["rollback"][direction]
-        assert gains["per_seed"] == [run["rollback"][direction]["gain"] for run in runs] and gains["n"] == 2
+        assert gains["per_seed"] == [run["rollback"][direction]["gain"] for run in runs] and gains["n"] == 3
 
 
 def test_summary_reports_the_numbers_of_the_runs_tables(ci_quickstart):
@@ -117,15 +158,20 @@ def test_summary_reports_the_numbers_of_the_runs_tables(ci_quickstart):
 
 def test_claims_command_gives_the_summary_of_existing_runs(ci_quickstart, tmp_path, capsys):
     summary = read_summary(ci_quickstart)
-    run_dirs = [str(ci_quickstart / run["run_dir"]) for run in summary["runs"]]
+    (run_summary,) = summary["runs"]
+    run_dir = str(ci_quickstart / run_summary["run_dir"])
+    assert main(["claims", run_dir]) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert single["seeds"] == 1 and single["claims"] == summary["claims"] and single["rollback"] == summary["rollback"]
+    assert single["rollback"]["last"]["interval"] is None and single["rollback"]["last"]["verdict"] == "undecided"
+
+    run_dirs = [run_dir, str(shutil.copytree(run_dir, tmp_path / "copy"))]  # a second, identical run
     assert main(["claims", *run_dirs, "--out", str(tmp_path / "claims.json")]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((tmp_path / "claims.json").read_text())
     assert printed["seeds"] == 2 and [run["run_dir"] for run in printed["runs"]] == run_dirs
-    assert printed["claims"] == summary["claims"] and printed["rollback"] == summary["rollback"]
-    assert main(["claims", run_dirs[0]]) == 0
-    single = json.loads(capsys.readouterr().out)
-    assert single["rollback"]["last"]["interval"] is None and single["rollback"]["last"]["verdict"] == "undecided"
+    expected = quickstart_module.summarize_runs([{**run_summary, "run_dir": path} for path in run_dirs])
+    assert printed["claims"] == expected["claims"] and printed["rollback"] == expected["rollback"]
 
 
 def test_claims_command_names_a_directory_without_results(tmp_path, capsys):
@@ -154,7 +200,7 @@ def test_every_output_file_holds_the_run(ci_quickstart):
 
 
 def test_a_rerun_skips_finished_work(ci_quickstart, monkeypatch):
-    figure = ci_quickstart / "run_1" / "results" / "figures" / "heatmap_capacity.png"
+    figure = ci_quickstart / "run_0" / "results" / "figures" / "heatmap_capacity.png"
     drawn = figure.stat().st_mtime_ns
     monkeypatch.setattr("mftma.experiments.training._train_epoch",
                         lambda *args: pytest.fail("a finished run was trained again"))
@@ -164,7 +210,7 @@ def test_a_rerun_skips_finished_work(ci_quickstart, monkeypatch):
                         lambda *args: pytest.fail("analysed cells were computed again"))
     monkeypatch.setattr("mftma.pipeline.rollback._EvaluationSets.accuracies",
                         lambda *args: pytest.fail("finished rollback cells were recomputed"))
-    summary = quickstart(ci_quickstart, profile="ci", progress=False)
+    summary = quickstart(ci_quickstart, profile="ci", seeds=1, progress=False)
     assert figure.stat().st_mtime_ns == drawn
     assert summary["claims"] == read_summary(ci_quickstart)["claims"]
     assert not [name for name in os.listdir(ci_quickstart) if name.startswith(".")]
