@@ -18,15 +18,9 @@ FAST = dict(epochs=EPOCHS, layers=LAYERS, n_t=20, n_reps=1, seed=3, progress=Fal
 
 
 @pytest.fixture(scope="module")
-def cached_run(tmp_path_factory):
-    """The shipped tiny config (MLP, 10 classes, M = 5) trained for 4 epochs, its activations cached."""
-    from mftma.cache.writer import cache_activations
-    from mftma.experiments.config import load_config
-    from mftma.experiments.training import train
-
-    run = train(load_config("tiny"), tmp_path_factory.mktemp("analyze") / "tiny", progress=False)
-    cache_activations(run, epochs=EPOCHS, layers=LAYERS, progress=False)
-    return run.path
+def cached_run(tiny_cached_run):
+    """The session's tiny run (conftest), its epochs EPOCHS of layers LAYERS cached; copy it before writing."""
+    return tiny_cached_run
 
 
 @pytest.fixture(scope="module")
