@@ -102,11 +102,12 @@ def test_study_runs_resumes_and_its_script_draws_the_figure(tmp_path):
     base = load_config("depth_mnist1d").replace(data={"options": {"n_train": 300, "n_test": 100}},
                                                 training={"epochs": 2}, cache={"M": 5, "projection_dim": 32})
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base.to_dict()))
-    spec = _spec(tmp_path, base_configs={"mnist1d": str(tmp_path / "base.yaml")}, seeds=2)
+    # One seed: the grid's seed order and the summary over seeds are checked above without training.
+    spec = _spec(tmp_path, base_configs={"mnist1d": str(tmp_path / "base.yaml")}, seeds=1)
     out = tmp_path / "study"
     assert main(["study", str(spec), "--out", str(out), "--no-progress"]) == 0
     runs = pd.read_csv(out / "study_runs.csv")
-    assert runs["seed"].tolist() == [0, 1] and (runs["cpu_s"] > 0).all() and (runs["n_blocks"] == 3).all()
+    assert runs["seed"].tolist() == [0] and (runs["cpu_s"] > 0).all() and (runs["n_blocks"] == 3).all()
     summary = json.loads((out / "mnist1d-plain-d1-eps40-s0" / RUN_SUMMARY_FILE).read_text())
     assert set(summary["claims"]) >= set("abcd") and summary["cpu_s"] == pytest.approx(
         sum(summary["cpu_s_by_stage"].values()), abs=0.2)
@@ -115,6 +116,6 @@ def test_study_runs_resumes_and_its_script_draws_the_figure(tmp_path):
     assert (out / "mnist1d-plain-d1-eps40-s0" / RUN_SUMMARY_FILE).stat().st_mtime_ns == finished
     script = subprocess.run([sys.executable, str(REPOSITORY / "analysis" / "depth_study.py"), str(out),
                              "--formats", "png"], capture_output=True, text=True, check=True)
-    assert "2 runs, 1 settings" in script.stdout
+    assert "1 runs, 1 settings" in script.stdout
     assert (out / "depth_recovery.png").stat().st_size > 0 and (out / "study_settings.md").exists()
     assert not math.isnan(pd.read_csv(out / "study_settings.csv")["cpu_s"].iloc[0])
