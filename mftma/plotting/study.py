@@ -6,6 +6,7 @@ import numpy as np
 
 from mftma.errors import InputError
 from mftma.plotting.style import PAPER_WIDTH, paper_style
+from mftma.results.selections import require_columns
 
 #: Columns of the settings table (:func:`mftma.pipeline.study.setting_summary`) the figure reads.
 RECOVERY_COLUMNS = ("dataset", "architecture", "fraction", "n_blocks", "recovered_last", "recovered_last_low",
@@ -49,9 +50,7 @@ def recovery_against_depth(settings):
     >>> ax.get_title()
     'mnist1d, ε = 0.4'
     """
-    missing = sorted(set(RECOVERY_COLUMNS) - set(settings.columns))
-    if missing:
-        raise InputError(f"study settings table lacks columns {missing}")
+    require_columns(settings, RECOVERY_COLUMNS, "study settings table")
     panels = list(settings.groupby(["dataset", "fraction"], sort=True))
     if not panels:
         raise InputError("study settings table is empty")
