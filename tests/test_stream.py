@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mftma.cache.reader import CACHE_FILE, ActivationCache
-from mftma.cache.writer import cache_activations
+from mftma.cache.writer import cache_activations, drop_features
 from mftma.errors import DataFileError
 from mftma.experiments.run import Run
 from mftma.pipeline.analyze import analyze_run
@@ -67,8 +67,19 @@ def test_kept_features_are_identical_and_dropped_ones_name_the_repair(normal, st
             cache.manifolds(4, "input", "permuted")
 
 
-def test_stream_keeps_the_file_small(normal, streamed):
-    assert (streamed[0] / CACHE_FILE).stat().st_size < 0.8 * (normal[0] / CACHE_FILE).stat().st_size
+def test_dropped_space_is_reused(tiny_cached_run, tmp_path):
+    """Caching epoch by epoch and dropping each one's features (what the stream does between its analyses)
+    leaves a file much smaller than the full cache: the space of dropped entries is reused."""
+    full = Run(_uncached_copy(tiny_cached_run, tmp_path / "full"))
+    cache_activations(full, progress=False)
+    streamed = Run(_uncached_copy(tiny_cached_run, tmp_path / "streamed"))
+    for epoch in full.checkpoint_epochs():
+        path = cache_activations(streamed, epochs=[epoch], progress=False)
+        drop_features(path, epoch, ["input", "fc1", "fc2"])
+    with ActivationCache(path) as cache:
+        assert cache.entries().groupby("layer")["dropped"].all().to_dict() == {
+            "input": True, "fc1": True, "fc2": True, "logits": False}
+    assert path.stat().st_size < 0.75 * (full.path / CACHE_FILE).stat().st_size
 
 
 def test_later_analysis_reuses_every_streamed_cell(normal, streamed):
