@@ -144,8 +144,10 @@ def analyze_run(
         Bad settings, or names that are not in the cache.
     DataFileError
         The activation cache is missing, foreign or incomplete for a requested cell, another
-        process writes into the run directory (see :mod:`mftma.run_lock`), or some cells failed
-        (damaged or non-finite cache entries; raised after the other cells are saved).
+        process writes into the run directory (see :mod:`mftma.run_lock`), some cells failed
+        (damaged or non-finite cache entries), or requested cells have no record under these settings
+        and their features were dropped by a streaming analysis (both raised after the other cells are
+        saved).
 
     Examples
     --------
