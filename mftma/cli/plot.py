@@ -21,7 +21,9 @@ RUN_DIR/results/figures (or --out):
 
 Heatmap colour scales leave out far outliers (over 3 interquartile ranges outside the quartiles), so one
 outlier does not darken every other cell; cells outside the scale are hatched. --metrics limits the
-heatmaps, difference maps and profiles to the named metrics.
+heatmaps, difference maps and profiles to the named metrics; the estimator's diagnostics (K,
+structure_agreement, structure_objective, runner_up_objective, runner_up_K, probe_accuracy_std) and the
+warned_manifolds flag are drawn only when named there.
 
 The results table may hold several analysis settings side by side (e.g. `mftma analyze --n-t 100` after a
 default analysis); figures draw one: choose it with --settings (a settings key from the table's `settings`
@@ -41,7 +43,7 @@ def register(subparsers) -> None:
     add_option(parser, "--out", "output folder (default: RUN_DIR/results/figures)", metavar="DIR")
     parser.add_argument("--metrics", nargs="+", metavar="METRIC",
                         help="metrics drawn as heatmaps, difference maps and profiles, e.g. capacity radius "
-                             "(default: every analysed metric)")
+                             "(default: every analysed metric except the estimator's diagnostics)")
     parser.add_argument("--formats", nargs="+", default=["png", "pdf"], metavar="FORMAT",
                         help="file formats to write, any matplotlib format (default: png pdf)")
     add_option(parser, "--no-progress", "do not list the written figures")

@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from mftma.errors import InputError
-from mftma.results.table import FLAG_METRICS, METRICS, results_dir
+from mftma.results.table import DIAGNOSTIC_METRICS, FLAG_METRICS, METRICS, results_dir
 from mftma.plotting.curves import training_curves
 from mftma.pipeline.embedding import cache_embedding
 from mftma.plotting.heatmaps import DIFFERENCE_PAIRS, difference_maps, metric_heatmaps
@@ -50,7 +50,8 @@ def check_metrics(results, metrics) -> list[str]:
     """``metrics`` after checking each is in ``results``.
 
     The default is every metric of ``results`` in table order, except the flags of
-    :data:`~mftma.pipeline.results.FLAG_METRICS` (e.g. ``warned_manifolds``), which can be asked for by name.
+    :data:`~mftma.results.table.FLAG_METRICS` (e.g. ``warned_manifolds``) and the estimator's diagnostics
+    of :data:`~mftma.results.table.DIAGNOSTIC_METRICS` (e.g. ``K``), which can be asked for by name.
 
     Raises
     ------
@@ -59,7 +60,7 @@ def check_metrics(results, metrics) -> list[str]:
     """
     present = list(dict.fromkeys(results["metric"]))
     if metrics is None:
-        return [metric for metric in present if metric not in FLAG_METRICS]
+        return [metric for metric in present if metric not in FLAG_METRICS + DIAGNOSTIC_METRICS]
     missing = [metric for metric in metrics if metric not in present]
     if missing:
         unknown = [metric for metric in missing if metric not in METRICS]

@@ -43,6 +43,9 @@ Metrics (docs/method.md §2, §3):
     almost inside the common center directions: radius and dimension may be outliers); a flag, not
     geometry, so figures do not draw it (:data:`FLAG_METRICS`).
 
+Figures draw ``K``, the structure metrics and ``probe_accuracy_std`` only when asked for by name
+(:data:`DIAGNOSTIC_METRICS`).
+
 The estimator and probe settings (κ, n_t, n_reps, seeds, probe regularization and folds) of each
 settings key are kept in ``frame.attrs["settings"]`` (a JSON-serializable dict ``{key: settings}``);
 :func:`save_results` stores them as an attribute of the HDF5 group and :func:`load_results` restores
@@ -83,6 +86,11 @@ METRICS = (
 )
 #: Metrics that flag cells rather than measure them.
 FLAG_METRICS = ("warned_manifolds",)
+#: Metrics that say how the estimator decided a cell (the center structure's rank and how clear the
+#: choice was) or how spread the probe's folds were: checks of the numbers rather than geometry, so
+#: figures draw them only when asked for by name.
+DIAGNOSTIC_METRICS = ("K", "structure_agreement", "structure_objective", "runner_up_objective", "runner_up_K",
+                      "probe_accuracy_std")
 #: Subsets in the order tables and figures list them.
 SUBSET_ORDER = SUBSETS
 
