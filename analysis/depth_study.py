@@ -5,6 +5,8 @@ study_runs.csv (one row per run), study_settings.csv and study_settings.md (per 
 at the best and last epoch, the fraction of the lost test accuracy recovered by rolling back the last and
 the first third of the blocks with 95 % t intervals over seeds, each claim's verdict, CPU seconds per
 run) and depth_recovery.<format> (recovered fraction against depth, last third vs first third).
+With --readme FILE, the table also replaces the lines between the markers
+`<!-- depth-study-table -->` and `<!-- /depth-study-table -->` of FILE (the project's README).
 """
 from __future__ import annotations
 
@@ -30,6 +32,9 @@ def run() -> None:
     paths = write_study_tables(table, out)
     paths.append(out / "study_settings.md")
     atomic_write_text(paths[-1], settings_markdown(settings))
+    if args.readme:
+        _replace_table(Path(args.readme), settings_markdown(settings))
+        paths.append(Path(args.readme))
     figure = recovery_against_depth(settings)
     paths += save_figure(figure, out / "depth_recovery", args.formats)
     plt.close(figure)
@@ -38,10 +43,24 @@ def run() -> None:
         print(path)
 
 
+def _replace_table(path: Path, table: str) -> None:
+    from mftma.atomic import atomic_write_text
+    from mftma.errors import InputError
+
+    start, end = "<!-- depth-study-table -->\n", "<!-- /depth-study-table -->"
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise InputError(f"{path} has no {start.strip()} ... {end} markers to put the table between")
+    head, rest = text.split(start, 1)
+    atomic_write_text(path, head + start + table + end + rest.split(end, 1)[1])
+
+
 def _parse():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("study_dir", metavar="STUDY_DIR", help="output folder of `mftma study`")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: STUDY_DIR)")
+    parser.add_argument("--readme", metavar="FILE",
+                        help="also put the settings table between the depth-study-table markers of FILE")
     parser.add_argument("--formats", nargs="+", default=["png", "pdf"], metavar="FORMAT",
                         help="figure formats (default: png pdf)")
     return parser.parse_args()

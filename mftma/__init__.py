@@ -12,7 +12,7 @@ names never import torch, and the pipeline's names import it only when used::
     from mftma import load_config, train, Run, cache_activations, ActivationCache
     from mftma import analyze_run, load_results, rollback, load_rollback, plot_run, quickstart
 """
-import importlib
+from mftma.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -56,13 +56,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mftma' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("mftma", _EXPORTS, globals())

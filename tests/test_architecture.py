@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mftma"
 
 #: Modules that every floor may import: they import nothing of mftma but each other.
 COMMON = {"mftma", "mftma.errors", "mftma.atomic", "mftma.names", "mftma.devices", "mftma.run_lock",
-          "mftma.progress"}
+          "mftma.progress", "mftma.lazy"}
 
 #: floor -> the floors it may import (besides itself and COMMON).
 MAY_IMPORT = {

@@ -114,8 +114,13 @@ def test_study_runs_resumes_and_its_script_draws_the_figure(tmp_path):
     finished = (out / "mnist1d-plain-d1-eps40-s0" / RUN_SUMMARY_FILE).stat().st_mtime_ns
     assert main(["study", str(spec), "--out", str(out), "--no-progress"]) == 0
     assert (out / "mnist1d-plain-d1-eps40-s0" / RUN_SUMMARY_FILE).stat().st_mtime_ns == finished
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- depth-study-table -->\nold table\n<!-- /depth-study-table -->\nrest\n")
     script = subprocess.run([sys.executable, str(REPOSITORY / "analysis" / "depth_study.py"), str(out),
-                             "--formats", "png"], capture_output=True, text=True, check=True)
+                             "--formats", "png", "--readme", str(readme)], capture_output=True, text=True, check=True)
     assert "1 runs, 1 settings" in script.stdout
+    lines = readme.read_text().splitlines()
+    assert lines[:2] == ["intro", "<!-- depth-study-table -->"] and lines[-2:] == ["<!-- /depth-study-table -->", "rest"]
+    assert lines[2].startswith("| data |") and lines[4].startswith("| mnist1d | plain | 3 | 0.4 | 1 |")
     assert (out / "depth_recovery.png").stat().st_size > 0 and (out / "study_settings.md").exists()
     assert not math.isnan(pd.read_csv(out / "study_settings.csv")["cpu_s"].iloc[0])

@@ -5,7 +5,7 @@
 :mod:`mftma.cache.reader`. The names are imported on first use, so that reading a cache
 (:mod:`mftma.cache.reader`) does not import torch.
 """
-import importlib
+from mftma.lazy import lazy_exports
 
 _EXPORTS = {
     "ActivationCache": "mftma.cache.reader",
@@ -17,7 +17,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mftma.cache' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __dir__ = lazy_exports("mftma.cache", _EXPORTS, globals())

@@ -23,7 +23,13 @@ HDF5 layout (``RUN_DIR/activations.h5``, format version 2)::
                                 example of the selection; lzf-compressed chunks of M rows, Fletcher-32
                                 checksummed (like the samples) so that damage is detected; attrs: complete
                                 (True only once fully written); the ``input`` entries are stored once and
-                                hard-linked into every later epoch
+                                hard-linked into every later epoch. A *dropped* entry (features deleted after a
+                                streaming analysis, ``mftma analyze --stream``) is an empty (0, N) record with
+                                attrs complete = True, dropped = True, rows (n): it keeps the entry's identity
+                                (its results are reused) while reading its features raises DataFileError
+
+Files written by this version track free space persistently (``fs_persist``), so the space of dropped
+entries is reused by later ones.
 
 Each example's features are stored once per (epoch, layer): ``permuted``, ``restored`` and ``shuffled``
 are three groupings (row orders and labels) of one ``randomized`` entry. A subset's features are the
@@ -213,7 +219,8 @@ class ActivationCache:
                 "M": int(permuted["M"]), "P": int(permuted["P"]), "selection": "permuted"}
 
     def entries(self) -> pd.DataFrame:
-        """One row per stored (epoch, layer, subset): epoch, layer, layer_index, subset, N, P, M, complete."""
+        """One row per recorded (epoch, layer, subset): epoch, layer, layer_index, subset, N, P, M, complete,
+        dropped (its features were deleted after a streaming analysis; see :meth:`features`)."""
         rows = []
         layer_index = {name: index for index, name in enumerate(self.layers)}
         with self._reading("the samples' records"):
@@ -229,12 +236,20 @@ class ActivationCache:
                     data = group[layer][sample["selection"]]
                     rows.append({"epoch": epoch, "layer": layer, "layer_index": layer_index.get(layer, -1),
                                  "subset": subset, "N": data.shape[1], "P": int(sample["P"]),
-                                 "M": int(sample["M"]), "complete": bool(data.attrs.get("complete", False))})
-        columns = ["epoch", "layer", "layer_index", "subset", "N", "P", "M", "complete"]
+                                 "M": int(sample["M"]), "complete": bool(data.attrs.get("complete", False)),
+                                 "dropped": bool(data.attrs.get("dropped", False))})
+        columns = ["epoch", "layer", "layer_index", "subset", "N", "P", "M", "complete", "dropped"]
         return pd.DataFrame(rows, columns=columns).sort_values(["epoch", "layer_index", "subset"], ignore_index=True)
 
     def features(self, epoch: int, layer: str, subset: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(X, labels)``: float32 features (P*M, N), one row per example, and each row's grouping label."""
+        """``(X, labels)``: float32 features (P*M, N), one row per example, and each row's grouping label.
+
+        Raises
+        ------
+        DataFileError
+            The entry is missing, incomplete, dropped (with the ``mftma cache`` command that restores it) or
+            damaged.
+        """
         with self._reading(_entry_name(epoch, layer, subset)):
             data = self._entry(epoch, layer, subset)[()]
             sample = self._sample(subset)
@@ -288,10 +303,17 @@ class ActivationCache:
             raise DataFileError(f"{self.path} has no entry for epoch {epoch}, layer {layer!r}, subset "
                                 f"{subset!r}; run `mftma cache` with them to add it")
         data = group[layer][selection]
+        if data.attrs.get("dropped", False):
+            raise DataFileError(
+                f"{self.path}: the features of epoch {epoch}, layer {layer!r}, subset {subset!r} were dropped "
+                "after a streaming analysis (`mftma analyze --stream` keeps only the layers and epochs asked "
+                f"for); its results are in the table. To read them, cache them again: `mftma cache {self.path.parent} "
+                f"--epochs {epoch} --layers {layer}`")
         if not data.attrs.get("complete", False):
             raise DataFileError(f"{self.path}: {_entry_name(epoch, layer, subset)} is incomplete (an "
                                 "interrupted run); rerun `mftma cache` to finish it")
         return data
+
     @contextlib.contextmanager
     def _reading(self, what: str):
         """Turn the errors h5py raises on damaged content into a DataFileError naming ``what``.

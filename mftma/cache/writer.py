@@ -53,6 +53,9 @@ FLUSH_SECONDS = 30.0
 INPUT_LAYER = "input"
 #: Target size of one compressed chunk (bytes); a chunk holds up to one manifold's M rows.
 CHUNK_BYTES = 2**20
+#: New files track their free space persistently, so the space of dropped entries (:func:`drop_features`) is
+#: reused by later entries instead of growing the file (HDF5 otherwise forgets free space when it closes).
+FILE_SPACE = {"fs_strategy": "fsm", "fs_persist": True, "fs_threshold": 1}
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ def _move_aside(path: Path) -> Path:
 
 def _create(path: Path, run, settings: CacheSettings) -> None:
     """Write a cache file holding only the header, atomically."""
-    with atomic_path(path) as temporary, h5py.File(temporary, "w") as h5:
+    with atomic_path(path) as temporary, h5py.File(temporary, "w", **FILE_SPACE) as h5:
         h5.attrs.update(_header(run, settings))
 
 
@@ -299,6 +302,65 @@ def _write_error(h5, error) -> DataFileError:
                          "Entries marked complete so far stay valid; free space and rerun to resume.")
 
 
+def _stored(entry) -> bool:
+    """Whether an entry holds its features: complete and not dropped."""
+    return bool(entry.attrs.get("complete", False)) and not entry.attrs.get("dropped", False)
+
+
+def drop_features(path, epoch: int, layers) -> list[str]:
+    """Delete the stored features of ``layers`` at ``epoch``, keeping a record of each dropped entry.
+
+    Each complete entry ``/epoch_XXXX/LAYER/SELECTION`` is replaced by an empty ``(0, N)`` placeholder with
+    the attributes ``complete = True`` and ``dropped = True``: the epoch's weights hash, the samples and the
+    layer records stay, so :meth:`~mftma.cache.reader.ActivationCache.entry_identity` (and with it the reuse
+    of analysed cells) is unchanged, while reading the features raises a :class:`DataFileError` naming the
+    entry and ``mftma cache RUN_DIR --epochs E --layers L``, which computes them again (the writer treats a
+    dropped entry as missing). Files created by this version reuse the freed space for later entries
+    (:data:`FILE_SPACE`); older files do not shrink.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The activation cache (``RUN_DIR/activations.h5``); the caller holds the run directory's lock.
+    epoch : int
+        A cached epoch.
+    layers : iterable of str
+        Layers whose features to drop (those not cached at ``epoch`` are skipped).
+
+    Returns
+    -------
+    list of str
+        The entries dropped now, as ``LAYER/SELECTION``.
+    """
+    dropped = []
+    with open_cache_file(Path(path), "r+") as h5:
+        group = h5.get(epoch_key(epoch))
+        for layer in layers if group is not None else ():
+            for selection, entry in list(group.get(layer, {}).items()):
+                if _stored(entry):
+                    _replace_by_placeholder(group[layer], selection, entry)
+                    dropped.append(f"{layer}/{selection}")
+        _flush(h5)
+    return dropped
+
+
+def _replace_by_placeholder(layer_group, selection: str, entry) -> None:
+    """Swap an entry for an empty record of it: written under a temporary name first, then moved in place."""
+    temporary = f"{selection}.dropping"
+    if temporary in layer_group:
+        del layer_group[temporary]
+    placeholder = layer_group.create_dataset(temporary, shape=(0, entry.shape[1]), dtype=entry.dtype)
+    placeholder.attrs.update({"complete": True, "dropped": True, "rows": entry.shape[0]})
+    del layer_group[selection]
+    layer_group.move(temporary, selection)
+
+
+def reuses_free_space(path) -> bool:
+    """Whether the cache file keeps track of freed space across sessions (files created by this version)."""
+    with h5py.File(path, "r") as h5:
+        return bool(h5.id.get_create_plist().get_file_space_strategy()[1])
+
+
 class _EpochWriter:
     """Fills the missing entries of every requested epoch, one forward pass per batch for all layers."""
 
@@ -349,11 +411,12 @@ class _EpochWriter:
         return group
 
     def _pending_layers(self, group, selection: str) -> list[str]:
-        """Layers whose entry is missing or unfinished; unfinished entries are deleted to be redone."""
+        """Layers whose entry is missing, unfinished or dropped; unfinished and dropped entries are deleted to
+        be redone."""
         pending = []
         for layer in self.settings.layers:
             entry = f"{layer}/{selection}"
-            if entry in group and not group[entry].attrs.get("complete", False):
+            if entry in group and not _stored(group[entry]):
                 del group[entry]
             if entry not in group:
                 pending.append(layer)
@@ -369,7 +432,7 @@ class _EpochWriter:
         if selection not in self.inputs:
             entries = (self.h5[name].get(f"{INPUT_LAYER}/{selection}") for name in self.h5
                        if name.startswith("epoch_"))
-            self.inputs[selection] = next((e for e in entries if e is not None and e.attrs.get("complete")), None)
+            self.inputs[selection] = next((e for e in entries if e is not None and _stored(e)), None)
         if self.inputs[selection] is None:
             return layers
         group.require_group(INPUT_LAYER)[selection] = self.inputs[selection]

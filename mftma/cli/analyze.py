@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from mftma.cli.cache import add_cache_settings, cache_settings
 from mftma.cli.options import add_option, add_options
 from mftma.probes.classification import BACKENDS, DEFAULT_C, DEFAULT_FOLDS
 
@@ -19,6 +20,16 @@ Work fans out over Dask: by default a local cluster with one single-threaded wor
 incremental: each finished cell is stored at once under RUN_DIR/results/cells/, an interrupted analysis
 resumes, and rerunning skips finished cells. Cells computed with other settings or from a rebuilt cache
 are never reused.
+
+--stream: for a run whose full cache does not fit on disk. Instead of reading an existing cache, it goes
+through the checkpoints one at a time: caches the epoch into RUN_DIR/activations.h5 (as `mftma cache` would,
+with the caching options below; --epochs, --layers, --subsets then choose what to cache, default: the
+config's), analyses all its cells, then deletes that epoch's features except those of --keep-layers and
+--keep-epochs (default: keep none). The results and cell records are those of a normal analysis, so a later
+`mftma analyze` with the same settings recomputes nothing; reading dropped features gives an error naming
+the `mftma cache --epochs E --layers L` command that computes them again. The file holds the kept features
+plus about one checkpoint's (the space of dropped features is reused). Resumable: rerunning the same command
+skips finished epochs and redoes the epoch in progress.
 """
 
 
@@ -44,18 +55,38 @@ def register(subparsers) -> None:
                         help="probe implementation: torch (batched folds, a GPU when present) or the "
                              "scikit-learn reference; auto = torch (default: auto)")
     add_options(parser, "--scheduler", "--workers", "--no-progress")
+    streaming = parser.add_argument_group("streaming (--stream): cache, analyse and drop one checkpoint at a time")
+    streaming.add_argument("--stream", action="store_true",
+                           help="cache each checkpoint, analyse it, then drop its features (see above)")
+    streaming.add_argument("--keep-layers", nargs="+", default=(), metavar="LAYER",
+                           help="layers whose features stay in the cache at every epoch (default: none)")
+    streaming.add_argument("--keep-epochs", type=int, nargs="+", default=(), metavar="EPOCH",
+                           help="epochs whose features stay in the cache for every layer (default: none)")
+    add_cache_settings(streaming)
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from mftma.errors import InputError
     from mftma.pipeline.analyze import analyze_run, warning_summary
     from mftma.results.table import RESULTS_CSV, RESULTS_H5, results_dir
 
-    table = analyze_run(
-        args.run_dir, epochs=args.epochs, layers=args.layers, subsets=args.subsets, kappa=args.kappa,
-        n_t=args.n_t, n_reps=args.n_reps, seed=args.seed, probes=args.probes, probe_folds=args.probe_folds,
-        probe_C=args.probe_c, probe_backend=args.probe_backend, scheduler=args.scheduler, n_workers=args.workers, progress=args.progress,
-    )
+    settings = dict(epochs=args.epochs, layers=args.layers, subsets=args.subsets, kappa=args.kappa, n_t=args.n_t,
+                    n_reps=args.n_reps, seed=args.seed, probes=args.probes, probe_folds=args.probe_folds,
+                    probe_C=args.probe_c, probe_backend=args.probe_backend, scheduler=args.scheduler,
+                    n_workers=args.workers, progress=args.progress)
+    cache = {key: value for key, value in cache_settings(args).items() if value is not None}
+    if args.stream:
+        from mftma.pipeline.stream import stream_run
+
+        table = stream_run(args.run_dir, keep_layers=args.keep_layers, keep_epochs=args.keep_epochs,
+                           cache_options=cache, **settings)
+    else:
+        given = [flag for flag, value in (("--keep-layers", args.keep_layers), ("--keep-epochs", args.keep_epochs))
+                 if value] + [f"--{key.replace('_', '-')}" for key in cache]
+        if given:
+            raise InputError(f"{', '.join(given)} apply only with --stream (which caches as it analyses)")
+        table = analyze_run(args.run_dir, **settings)
     cells = table[["epoch", "layer", "subset"]].drop_duplicates()
     directory = results_dir(args.run_dir)
     print(f"{len(cells)} cells, {len(table)} rows: {directory / RESULTS_H5} and {directory / RESULTS_CSV}")

@@ -32,6 +32,15 @@ def register(subparsers) -> None:
     add_option(parser, "--layers", "analysis layer names, e.g. input conv1 logits (default: config cache.layers)")
     add_option(parser, "--subsets", "subsets among unpermuted, permuted, restored, shuffled, test "
                                     "(default: config cache.subsets)")
+    add_cache_settings(parser)
+    parser.add_argument("--rebuild", action="store_true",
+                        help="move an existing (e.g. stale) cache aside and write a new one")
+    add_option(parser, "--no-progress")
+    parser.set_defaults(func=run)
+
+
+def add_cache_settings(parser) -> None:
+    """The options that override the run config's ``cache`` section (shared with ``mftma analyze --stream``)."""
     add_option(parser, "--M", "examples per class manifold (default: config cache.M, 50)")
     add_option(parser, "--P", "number of classes (default: config cache.P; all classes)")
     parser.add_argument("--projection-dim", type=int, metavar="N",
@@ -48,23 +57,24 @@ def register(subparsers) -> None:
                                    "projection (default: config cache.device)")
     parser.add_argument("--dtype", choices=["float32", "float16"],
                         help="storage type of the features (default: config cache.dtype, float32)")
-    parser.add_argument("--rebuild", action="store_true",
-                        help="move an existing (e.g. stale) cache aside and write a new one")
-    add_option(parser, "--no-progress")
-    parser.set_defaults(func=run)
+
+
+def cache_settings(args) -> dict:
+    """The cache settings of :func:`add_cache_settings`'s options, as keyword arguments of ``cache_activations``."""
+    return {"M": args.M, "P": args.P, "projection_dim": args.projection_dim, "pool": args.pool,
+            "projection": args.projection, "device": args.device, "dtype": args.dtype}
 
 
 def run(args) -> int:
     from mftma.cache import ActivationCache, cache_activations
     from mftma.experiments.run import Run
 
-    path = cache_activations(
-        Run(args.run_dir), epochs=args.epochs, layers=args.layers, subsets=args.subsets, M=args.M, P=args.P,
-        projection_dim=args.projection_dim, pool=args.pool, projection=args.projection, device=args.device,
-        dtype=args.dtype, rebuild=args.rebuild, progress=args.progress,
-    )
+    path = cache_activations(Run(args.run_dir), epochs=args.epochs, layers=args.layers, subsets=args.subsets,
+                             rebuild=args.rebuild, progress=args.progress, **cache_settings(args))
     with ActivationCache(path) as cache:
         entries = cache.entries()
-        print(f"{path}: {int(entries['complete'].sum())} complete entries, {len(cache.epochs)} epochs x "
+        stored = entries["complete"] & ~entries["dropped"]
+        dropped = f" ({int(entries['dropped'].sum())} dropped by a streaming analysis)" if entries["dropped"].any() else ""
+        print(f"{path}: {int(stored.sum())} complete entries{dropped}, {len(cache.epochs)} epochs x "
               f"{len(cache.layers)} layers x {len(cache.subsets)} subsets")
     return 0

@@ -22,7 +22,7 @@ probes), run the layer-rollback grid and draw every figure. Everything goes to D
                              Student t interval over seeds and the verdict on the interval (held / not held /
                              undecided), and the rollback gains likewise
 
-One seed of the full profile takes about 2 minutes on 2 idle CPU cores; `--profile ci` runs the same stages
+One seed of the full profile takes 7 to 8 minutes on 2 idle CPU cores; `--profile ci` runs the same stages
 on tiny runs in seconds (for tests). Interrupted? Run the same command again: each stage keeps its finished
 work. `mftma claims RUN_DIR...` gives the same verdicts for any analysed runs.
 """

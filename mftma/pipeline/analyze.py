@@ -144,8 +144,10 @@ def analyze_run(
         Bad settings, or names that are not in the cache.
     DataFileError
         The activation cache is missing, foreign or incomplete for a requested cell, another
-        process writes into the run directory (see :mod:`mftma.run_lock`), or some cells failed
-        (damaged or non-finite cache entries; raised after the other cells are saved).
+        process writes into the run directory (see :mod:`mftma.run_lock`), some cells failed
+        (damaged or non-finite cache entries), or requested cells have no record under these settings
+        and their features were dropped by a streaming analysis (both raised after the other cells are
+        saved).
 
     Examples
     --------
@@ -159,20 +161,18 @@ def analyze_run(
     >>> bool(((geometry > 0) & (geometry < 10)).all(axis=None))
     True
     """
-    from mftma.cache.reader import CACHE_FILE, ActivationCache
+    from mftma.cache.reader import CACHE_FILE
 
     _check_settings(kappa, n_t, n_reps, seed, n_workers)
     run_dir = pathlib.Path(run_dir)
     cache_path = run_dir / CACHE_FILE
     with run_directory_lock(run_dir, "analysis"):
-        with ActivationCache(cache_path) as cache:
-            entries = complete_entries(cache)
-            cells = select_cells(cache, epochs, layers, subsets, entries=entries)
-            probe = _probe_settings(cache, cells, probe_folds, probe_C, seed, probe_backend) if probes else None
-            settings = analysis_settings(cache, kappa=kappa, n_t=n_t, n_reps=n_reps, seed=seed, probe=probe)
-            identities = cell_identities(cache, entries)
+        cells, settings, identities, dropped = _plan(cache_path, epochs, layers, subsets, kappa=kappa, n_t=n_t,
+                                                     n_reps=n_reps, seed=seed, probes=probes, probe_folds=probe_folds,
+                                                     probe_C=probe_C, probe_backend=probe_backend)
         store = CellStore(results_dir(run_dir) / CELLS_DIRNAME)
-        pending = [cell for cell in cells if not store.finished(settings["key"], cell, identities[cell])]
+        unfinished = [cell for cell in cells if not store.finished(settings["key"], cell, identities[cell])]
+        pending = [cell for cell in unfinished if cell not in dropped]
         failed = []
         if pending:
             _warm_up_kernels(settings["estimator"])
@@ -183,12 +183,52 @@ def analyze_run(
         save_results(run_dir, table)
     if failed:
         raise DataFileError(_failure_message(run_dir, failed))
+    if len(pending) < len(unfinished):
+        raise DataFileError(_dropped_message(run_dir, [cell for cell in unfinished if cell in dropped]))
     requested = pd.MultiIndex.from_tuples([(c.epoch, c.layer, c.subset) for c in cells])
     mine = (table["settings"] == settings["key"]) & pd.MultiIndex.from_frame(
         table[["epoch", "layer", "subset"]]).isin(requested)
     asked = table[mine].reset_index(drop=True)
     asked.attrs = {"settings": {settings["key"]: settings}}
     return asked
+
+
+def unfinished_cells(run_dir, epochs=None, layers=None, subsets=None, *, kappa=DEFAULT_KAPPA, n_t=DEFAULT_N_T,
+                     n_reps=DEFAULT_N_REPS, seed=0, probes=True, probe_folds=DEFAULT_FOLDS, probe_C=DEFAULT_C,
+                     probe_backend="auto") -> list[Cell]:
+    """The requested cells that :func:`analyze_run` with these settings would compute (no stored record).
+
+    Parameters are those of :func:`analyze_run`; dropped cache entries count as cells (their records are reused).
+
+    Returns
+    -------
+    list of Cell
+        The cells without a finished record under these settings and their current identity.
+    """
+    from mftma.cache.reader import CACHE_FILE
+
+    run_dir = pathlib.Path(run_dir)
+    cells, settings, identities, _ = _plan(run_dir / CACHE_FILE, epochs, layers, subsets, kappa=kappa, n_t=n_t,
+                                           n_reps=n_reps, seed=seed, probes=probes, probe_folds=probe_folds,
+                                           probe_C=probe_C, probe_backend=probe_backend)
+    store = CellStore(results_dir(run_dir) / CELLS_DIRNAME)
+    return [cell for cell in cells if not store.finished(settings["key"], cell, identities[cell])]
+
+
+def _plan(cache_path, epochs, layers, subsets, *, kappa, n_t, n_reps, seed, probes, probe_folds, probe_C,
+          probe_backend):
+    """The requested cells, the settings (with their key), every cell's identity and the dropped cells."""
+    from mftma.cache.reader import ActivationCache
+
+    with ActivationCache(cache_path) as cache:
+        entries = complete_entries(cache)
+        cells = select_cells(cache, epochs, layers, subsets, entries=entries)
+        probe = _probe_settings(cache, cells, probe_folds, probe_C, seed, probe_backend) if probes else None
+        settings = analysis_settings(cache, kappa=kappa, n_t=n_t, n_reps=n_reps, seed=seed, probe=probe)
+        identities = cell_identities(cache, entries)
+    gone = entries[entries["dropped"]]
+    dropped = {(int(e), str(l), str(s)) for e, l, s in zip(gone["epoch"], gone["layer"], gone["subset"])}
+    return cells, settings, identities, {cell for cell in cells if (cell.epoch, cell.layer, cell.subset) in dropped}
 
 
 def complete_entries(cache) -> pd.DataFrame:
@@ -460,6 +500,17 @@ def _failure_message(run_dir, failed: list[dict]) -> str:
             f"are damaged or hold non-finite features: rebuild the cache with `mftma cache {run_dir} --rebuild` "
             f"(a checkpoint whose activations are non-finite diverged: retrain it), then rerun `mftma analyze`; "
             "the finished cells are kept")
+
+
+def _dropped_message(run_dir, cells: list[Cell]) -> str:
+    epochs = sorted({cell.epoch for cell in cells})
+    layers = list(dict.fromkeys(cell.layer for cell in sorted(cells, key=lambda cell: cell.layer_index)))
+    listed = "; ".join(f"epoch {c.epoch}, layer {c.layer!r}, subset {c.subset!r}" for c in cells[:MAX_LISTED_CELLS])
+    more = ", ..." if len(cells) > MAX_LISTED_CELLS else ""
+    return (f"{len(cells)} requested cell(s) have no result under these settings and their cache features were "
+            f"dropped after a streaming analysis ({listed}{more}); the other cells are saved. Analyse them with "
+            f"`mftma analyze {run_dir} --stream` and these settings (it caches each epoch again), or cache them "
+            f"again first: `mftma cache {run_dir} --epochs {' '.join(map(str, epochs))} --layers {' '.join(layers)}`")
 
 
 @contextlib.contextmanager

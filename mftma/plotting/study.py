@@ -6,12 +6,16 @@ import numpy as np
 
 from mftma.errors import InputError
 from mftma.plotting.style import PAPER_WIDTH, paper_style
+from mftma.results.selections import require_columns
 
 #: Columns of the settings table (:func:`mftma.pipeline.study.setting_summary`) the figure reads.
 RECOVERY_COLUMNS = ("dataset", "architecture", "fraction", "n_blocks", "recovered_last", "recovered_last_low",
                     "recovered_last_high", "recovered_first", "recovered_first_low", "recovered_first_high")
 _DIRECTIONS = {"last": ("last third of the blocks", "-", "o"), "first": ("first third", "--", "s")}
 _ARCHITECTURE_COLORS = {"plain": "tab:blue", "residual": "tab:orange"}
+#: The y range drawn: a fraction is divided by the accuracy lost, so settings that lost little have huge
+#: intervals; those are clipped at the axes (the settings table gives them in full).
+Y_LIMITS = (-1.5, 2.5)
 
 
 def recovery_against_depth(settings):
@@ -19,8 +23,9 @@ def recovery_against_depth(settings):
 
     One panel per data set and permuted fraction; x is the number of analysed blocks L, y the best gain of
     rolling back k <= ceil(L/3) blocks to the best epoch divided by the accuracy lost from best to last epoch
-    (mean over seeds, bars: 95 % t interval). Solid lines: the last blocks; dashed: the first blocks; one
-    colour per architecture. A fraction of 1 recovers everything lost; 0 nothing.
+    (mean over seeds, bars: 95 % t interval, clipped to :data:`Y_LIMITS`). Solid lines: the last blocks;
+    dashed: the first blocks; one colour per architecture, shifted slightly along x so the bars do not hide
+    each other. A fraction of 1 recovers everything lost; 0 nothing.
 
     Parameters
     ----------
@@ -43,11 +48,9 @@ def recovery_against_depth(settings):
     >>> {bars.get_label(): bars.lines[0].get_ydata().tolist() for bars in ax.containers}
     {'plain, last third of the blocks': [0.2, 0.6], 'plain, first third': [0.1, 0.0]}
     >>> ax.get_title()
-    'mnist1d, 40 % permuted'
+    'mnist1d, ε = 0.4'
     """
-    missing = sorted(set(RECOVERY_COLUMNS) - set(settings.columns))
-    if missing:
-        raise InputError(f"study settings table lacks columns {missing}")
+    require_columns(settings, RECOVERY_COLUMNS, "study settings table")
     panels = list(settings.groupby(["dataset", "fraction"], sort=True))
     if not panels:
         raise InputError("study settings table is empty")
@@ -56,10 +59,12 @@ def recovery_against_depth(settings):
                                  squeeze=False)
         for ax, ((dataset, fraction), group) in zip(axes[0], panels):
             _panel(ax, group)
-            ax.set_title(f"{dataset}, {round(fraction * 100)} % permuted")
+            ax.set_title(f"{dataset}, ε = {fraction:g}")
             ax.set_xlabel("analysed blocks L")
         axes[0, 0].set_ylabel("fraction of lost test\naccuracy recovered")
-        axes[0, -1].legend(loc="best", frameon=False)
+        axes[0, 0].set_ylim(*Y_LIMITS)
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
         fig.suptitle("Rolling back the last vs the first third of the blocks to the best epoch")
     return fig
 
@@ -67,14 +72,16 @@ def recovery_against_depth(settings):
 def _panel(ax, group) -> None:
     ax.axhline(0.0, color="0.6", linewidth=0.6)
     ax.axhline(1.0, color="0.6", linewidth=0.6, linestyle=":")
-    for architecture, rows in group.groupby("architecture", sort=True):
+    architectures = sorted(group["architecture"].unique())
+    for index, (architecture, rows) in enumerate(group.groupby("architecture", sort=True)):
         rows = rows.sort_values("n_blocks")
+        shift = 0.12 * (index - (len(architectures) - 1) / 2)
         for direction, (label, style, marker) in _DIRECTIONS.items():
             mean = rows[f"recovered_{direction}"].to_numpy(dtype=float)
             low = rows[f"recovered_{direction}_low"].to_numpy(dtype=float)
             high = rows[f"recovered_{direction}_high"].to_numpy(dtype=float)
             errors = np.vstack([mean - low, high - mean])
-            ax.errorbar(rows["n_blocks"], mean, yerr=np.where(np.isfinite(errors), errors, 0.0), capsize=2,
+            ax.errorbar(rows["n_blocks"] + shift, mean, yerr=np.where(np.isfinite(errors), errors, 0.0), capsize=2,
                         linestyle=style, marker=marker, markersize=3, color=_ARCHITECTURE_COLORS.get(architecture),
                         label=f"{architecture}, {label}")
     ax.set_xticks(sorted(group["n_blocks"].unique()))
