@@ -11,7 +11,7 @@ from figure_checks import distinct_colours
 from mftma.cli import main
 from mftma.errors import DataFileError, InputError
 from mftma.estimator.diagnostics import diagnose
-from mftma.pipeline.manifold_sources import load_manifolds
+from mftma.pipeline.manifold_sources import layer_width, load_manifolds
 from mftma.estimator.synthetic import synthetic_manifolds
 
 TINY = {"n_t_values": (20, 40), "n_t": 40, "n_seeds": 2, "n_reps": 1}
@@ -188,3 +188,19 @@ def test_default_layer_is_the_deepest_wide_enough_to_simulate(M, expected):
     # P * M / 2 = 250 features: fc1 is the deepest layer that wide; at M = 100 none is, so the widest.
     assert default_layer(entries, 5, "test") == expected
     assert default_layer(entries, 7, "test") is None
+
+
+def test_no_larger_projection_is_advised_for_a_layer_given_whole():
+    manifolds = np.random.default_rng(0).standard_normal((4, 30, 12))
+    settings = dict(sample_counts=[12], n_t_values=(20,), projection_dims=(8, 30), n_t=20, n_seeds=2, n_reps=1)
+    unknown = diagnose(manifolds, **settings).verdicts[2]
+    whole = diagnose(manifolds, layer_width=30, **settings).verdicts[2]
+    projected = diagnose(manifolds, layer_width=640, **settings).verdicts[2]
+    assert "a larger projection" in unknown and projected == unknown
+    assert "no larger projection exists" in whole and "larger projection)" not in whole
+
+
+def test_layer_width_is_the_cached_layers_width_before_projection(cached_run, tmp_path):
+    assert layer_width(cached_run) == 32  # the tiny MLP's fc1, cached whole (projection_dim 64)
+    np.savez(tmp_path / "m.npz", manifolds=np.zeros((2, 3, 4)))
+    assert layer_width(tmp_path / "m.npz") is None

@@ -44,13 +44,14 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from mftma.estimator.diagnostics import check_output_path, diagnose
-    from mftma.pipeline.manifold_sources import load_manifolds
+    from mftma.pipeline.manifold_sources import layer_width, load_manifolds
 
     check_output_path(args.out)
     manifolds, origin = load_manifolds(args.source, args.epoch, args.layer, args.subset)
     report = diagnose(manifolds, sample_counts=args.M_values, n_t_values=args.n_t_values,
                       projection_dims=args.N_values, n_t=args.n_t, n_seeds=args.n_seeds, kappa=args.kappa,
-                      n_reps=args.n_reps, seed=args.seed, progress=args.progress)
+                      n_reps=args.n_reps, seed=args.seed, progress=args.progress,
+                      layer_width=layer_width(args.source, args.epoch, args.layer, args.subset))
     print(f"{origin}: P = {len(manifolds)}, N = {manifolds[0].shape[0]}, M = {report.settings['M']}")
     print(report.readable().to_string(index=False))
     print()

@@ -111,6 +111,7 @@ def diagnose(
     kappa: float = DEFAULT_KAPPA,
     n_reps: int = DEFAULT_N_REPS,
     seed: int = 0,
+    layer_width: int | None = None,
     progress: bool = False,
 ) -> Diagnosis:
     """Sweep M, n_t and the projection dimension on one layer's manifolds and judge each.
@@ -135,6 +136,10 @@ def diagnose(
         As in :func:`~mftma.estimator.analysis.analyze_manifolds`.
     seed : int
         The diagnosis is deterministic given it.
+    layer_width : int, optional
+        The layer's feature count before any random projection, when known. If it is N (the manifolds
+        hold every feature of the layer), the projection verdict does not advise a larger projection,
+        which cannot exist; it says that the layer's width limits the estimate.
     progress : bool
         Show a progress bar over the analyses.
 
@@ -177,7 +182,8 @@ def diagnose(
     table = _summary(runs)
     settings = {"P": len(checked), "N": features, "M": smallest, "n_t": n_t, "n_seeds": n_seeds, "kappa": kappa,
                 "n_reps": n_reps, "seed": seed}
-    return Diagnosis(table, runs, _verdicts(table, n_t), settings)
+    more_features = layer_width is None or layer_width > features
+    return Diagnosis(table, runs, _verdicts(table, n_t, more_features), settings)
 
 
 def _counts(values, defaults, name, minimum, maximum=None) -> list[int]:
@@ -222,10 +228,11 @@ def _display_order(column: pd.Series) -> pd.Series:
     return column.map(order.index) if order else column
 
 
-def _verdicts(table: pd.DataFrame, n_t: int) -> list[str]:
+def _verdicts(table: pd.DataFrame, n_t: int, more_features: bool) -> list[str]:
+    projection = "more features (a larger projection)" if more_features else None
     return [_change_verdict(table, "M", "M", "more samples per manifold"),
             _sampling_verdict(table, n_t),
-            _change_verdict(table, "projection", "N", "more features (a larger projection)")]
+            _change_verdict(table, "projection", "N", projection)]
 
 
 def _means(table, factor) -> pd.DataFrame:
@@ -233,13 +240,17 @@ def _means(table, factor) -> pd.DataFrame:
 
 
 def _change_verdict(table, factor, symbol, remedy) -> str:
+    """The trend from the second-largest to the largest setting; ``remedy`` None: nothing larger exists."""
     means = _means(table, factor)
     if len(means) < 2:
         return f"{factor}: only {symbol}={means.index[0]} was tried, no trend to judge"
     previous, last = means.index[-2], means.index[-1]
     change = means.loc[last] / means.loc[previous] - 1
     parts = ", ".join(f"{metric} by {change[metric]:+.0%}" for metric in METRICS)
-    if abs(change["capacity"]) > CHANGE_THRESHOLD:
+    if remedy is None and (change.abs() > CHANGE_THRESHOLD).any():
+        advice = (f"{symbol}={last} is every feature of the layer, so no larger {factor} exists: "
+                  "the estimate at this layer is limited by its width")
+    elif abs(change["capacity"]) > CHANGE_THRESHOLD:
         advice = f"{remedy} would change the answer"
     elif (change.abs() > CHANGE_THRESHOLD).any():
         advice = f"capacity is settled, but {remedy} would still move radius or dimension"

@@ -61,11 +61,31 @@ def _is_activation_cache(path: Path) -> bool:
 
 def _cache_manifolds(path, epoch, layer, subset):
     with ActivationCache(path) as cache:
-        epoch = cache.epochs[-1] if epoch is None else epoch
-        subset = cache.subsets[0] if subset is None else subset
-        layer = default_layer(cache.entries(), epoch, subset) if layer is None else layer
+        epoch, layer, subset = _entry(cache, epoch, layer, subset)
         manifolds = cache.manifolds(epoch, layer, subset)
     return manifolds, f"{path} epoch {epoch}, layer {layer}, subset {subset}"
+
+
+def _entry(cache, epoch, layer, subset) -> tuple:
+    """The cache entry :func:`load_manifolds` reads: the defaults filled in."""
+    epoch = cache.epochs[-1] if epoch is None else epoch
+    subset = cache.subsets[0] if subset is None else subset
+    layer = default_layer(cache.entries(), epoch, subset) if layer is None else layer
+    return epoch, layer, subset
+
+
+def layer_width(source, epoch=None, layer=None, subset=None) -> int | None:
+    """Features of the layer :func:`load_manifolds` reads, before any random projection of the cache.
+
+    None for plain array files (their origin is unknown). When it equals the manifolds' N, no larger
+    projection of that layer exists.
+    """
+    path = Path(source)
+    if not (path.is_dir() or _is_activation_cache(path)):
+        return None
+    with ActivationCache(path) as cache:
+        _, layer, _ = _entry(cache, epoch, layer, subset)
+        return int(cache.layer_info(layer)["pooled_features"])
 
 
 def default_layer(entries, epoch, subset) -> str | None:
