@@ -78,8 +78,18 @@ def stream_run(run_dir, *, epochs: Sequence[int] | None = None, layers: Sequence
 
     Examples
     --------
-    >>> table = stream_run("runs/tiny", keep_layers=["logits"], n_t=50, processes=False,
-    ...                    progress=False)  # doctest: +SKIP
+    Streaming drops features, so this example works on a copy of a cached run:
+
+    >>> import shutil, tempfile
+    >>> copy = shutil.copytree(run_dir, f"{tempfile.mkdtemp()}/run")
+    >>> table = stream_run(copy, epochs=[4], layers=["input", "logits"], keep_layers=["logits"], n_t=20,
+    ...                    n_reps=1, probes=False, processes=False, progress=False)
+    >>> sorted(table["layer"].unique()), table["epoch"].unique().tolist()
+    (['input', 'logits'], [4])
+    >>> from mftma.cache.reader import ActivationCache
+    >>> with ActivationCache(copy) as cache:
+    ...     cache.entries().query("epoch == 4").groupby("layer")["dropped"].all().to_dict()
+    {'fc1': False, 'fc2': False, 'input': True, 'logits': False}
     """
     from mftma.cache.reader import CACHE_FILE
     from mftma.cache.writer import reuses_free_space, resolve_settings

@@ -303,7 +303,14 @@ def select_settings(table: pd.DataFrame, key: str | None = None, **criteria) -> 
 
     Examples
     --------
-    >>> select_settings(load_results("runs/default"), n_t=100)          # doctest: +SKIP
+    >>> estimator = {"kappa": 0.0, "n_reps": 10, "seed": 0}
+    >>> table = pd.DataFrame({"run": "r", "epoch": 0, "layer": "input", "layer_index": 0, "subset": "test",
+    ...                       "metric": "capacity", "value": [0.1, 0.2], "settings": ["k100", "k200"]})
+    >>> table.attrs["settings"] = {"k100": {"estimator": {**estimator, "n_t": 100}},
+    ...                            "k200": {"estimator": {**estimator, "n_t": 200}}}
+    >>> chosen = select_settings(table, n_t=100)
+    >>> chosen["value"].tolist(), list(chosen.attrs["settings"])
+    ([0.1], ['k100'])
     """
     table = validate_results(table)
     unknown = sorted(set(criteria) - set(SETTINGS_FIELDS))
