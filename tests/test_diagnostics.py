@@ -204,3 +204,14 @@ def test_layer_width_is_the_cached_layers_width_before_projection(cached_run, tm
     assert layer_width(cached_run) == 32  # the tiny MLP's fc1, cached whole (projection_dim 64)
     np.savez(tmp_path / "m.npz", manifolds=np.zeros((2, 3, 4)))
     assert layer_width(tmp_path / "m.npz") is None
+
+
+def test_default_layer_skips_entries_dropped_by_streaming():
+    import pandas as pd
+
+    from mftma.pipeline.manifold_sources import default_layer
+
+    entries = pd.DataFrame({"epoch": 4, "layer": ["fc1", "fc2"], "layer_index": [1, 2], "subset": "unpermuted",
+                            "N": 64, "P": 10, "M": 5, "complete": True, "dropped": [False, True]})
+    assert default_layer(entries, 4, "unpermuted") == "fc1"
+    assert default_layer(entries.drop(columns="dropped"), 4, "unpermuted") == "fc2"

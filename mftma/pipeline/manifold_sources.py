@@ -91,6 +91,8 @@ def layer_width(source, epoch=None, layer=None, subset=None) -> int | None:
 def default_layer(entries, epoch, subset) -> str | None:
     """The layer checked when none is named: the deepest with at least P * M / 2 features.
 
+    Entries whose features were dropped by a streaming analysis (``dropped``) are not candidates.
+
     Unstructured clouds have a capacity of about 2/M, so their simulated capacity needs up to P * M / 2
     projection dimensions; narrower layers (the logits of a 10-class network) can fail the simulation.
     Without such a layer, the widest one.
@@ -98,7 +100,7 @@ def default_layer(entries, epoch, subset) -> str | None:
     Parameters
     ----------
     entries : pandas.DataFrame
-        ``ActivationCache.entries()``: epoch, layer, layer_index, subset, N, P, M, complete.
+        ``ActivationCache.entries()``: epoch, layer, layer_index, subset, N, P, M, complete (and dropped).
     epoch, subset
         The cache entry's epoch and subset.
 
@@ -107,7 +109,8 @@ def default_layer(entries, epoch, subset) -> str | None:
     str or None
         The layer, or None when the cache has no complete entry for that epoch and subset.
     """
-    rows = entries[(entries["epoch"] == epoch) & (entries["subset"] == subset) & entries["complete"]]
+    readable = entries["complete"] & ~entries["dropped"] if "dropped" in entries else entries["complete"]
+    rows = entries[(entries["epoch"] == epoch) & (entries["subset"] == subset) & readable]
     if rows.empty:
         return None
     wide = rows[rows["N"] >= rows["P"] * rows["M"] / 2]
