@@ -163,3 +163,31 @@ def test_cuda_without_a_gpu_is_a_clear_error(rng):
     features, labels = _classes(rng)
     with pytest.raises(InputError, match="CUDA is not available"):
         probe_accuracy(features, labels, backend="torch", device="cuda")
+
+
+def test_span_coordinates_keep_the_training_rows_geometry(rng):
+    import torch
+
+    from mftma.probes.torch_logistic import _FoldTransform
+
+    rows = torch.from_numpy(rng.normal(2.0, 3.0, (40, 130)))
+    transform = _FoldTransform.fit(rows)
+    assert transform.basis.shape == (130, 40)
+    standardized = (rows - rows.mean(dim=0)) / rows.std(dim=0, correction=0)
+    held_out = torch.from_numpy(rng.normal(2.0, 3.0, (7, 130)))
+    for first, second in ((rows, rows), (held_out, rows)):
+        np.testing.assert_allclose(transform(first) @ transform(second).T,
+                                   ((first - rows.mean(dim=0)) / rows.std(dim=0, correction=0)) @ standardized.T,
+                                   atol=1e-9)
+
+
+def test_span_reduction_finds_the_full_fits_optimum(rng, monkeypatch):
+    from mftma.probes import torch_logistic
+
+    features, labels = _planted(rng, n_classes=4, per_class=40, n_features=400)
+    reduced = probe_accuracy(features, labels, seed=3, backend="torch", device="cpu")
+    monkeypatch.setattr(torch_logistic, "SPAN_RATIO", np.inf)
+    full = probe_accuracy(features, labels, seed=3, backend="torch", device="cpu")
+    one_example = 1.0 / (labels.size // full.fold_accuracies.size) + 1e-9
+    np.testing.assert_allclose(reduced.fold_accuracies, full.fold_accuracies, rtol=0, atol=one_example)
+    assert 0.3 < full.mean < 1.0

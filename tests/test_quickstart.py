@@ -73,7 +73,8 @@ def stand_in_quickstart(tmp_path, monkeypatch):
     ``(out, summary, configs by run index)``."""
     configs = {}
 
-    def stand_in(out_dir, index, run_config, settings, progress):
+    def stand_in(out_dir, index, run_config, settings, progress, trained_seconds):
+        assert trained_seconds == 0.0  # the ci profile trains each run in its pipeline
         configs[index] = run_config
         memorizes = index != 1
         return {"run_dir": quickstart_module.run_dirname(index),
@@ -348,3 +349,19 @@ def test_summary_says_how_far_the_analysed_best_is_from_the_true_one():
     report = quickstart_module._true_best(RunWithoutItsBest(), pd.DataFrame({"acc_test": accuracy}), 60)
     assert report == {"epoch": 51, "test_accuracy": 0.8, "checkpointed": False, "analysed_minus_true_epochs": 9,
                       "test_accuracy_gap": 0.05}
+
+
+def test_runs_trained_in_parallel_equal_runs_trained_alone(tmp_path):
+    from mftma.experiments.training import train
+    from mftma.pipeline.quickstart import run_dirname, train_runs
+
+    configs = [seeded_config(load_config("tiny").replace(training={"epochs": 3}), index) for index in range(2)]
+    seconds = train_runs(tmp_path / "parallel", configs, progress=False)
+    assert sorted(seconds) == [0, 1] and all(value > 0 for value in seconds.values())
+    for index, config in enumerate(configs):
+        alone = train(config, tmp_path / f"alone_{index}", progress=False)
+        parallel = Run(tmp_path / "parallel" / run_dirname(index))
+        columns = ["epoch", "loss", "acc_train", "acc_test"]
+        pd.testing.assert_frame_equal(parallel.metrics()[columns], alone.metrics()[columns])
+        assert parallel.checkpoint_epochs() == alone.checkpoint_epochs()
+        assert parallel.weights_hash(3) == alone.weights_hash(3)

@@ -47,7 +47,7 @@ from mftma.atomic import atomic_path
 from mftma.errors import DataFileError, InputError, MFTMAWarning
 from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T, SEEDED_RESULTS_REVISION
 from mftma.results.table import RESULT_COLUMNS, results_dir, save_results, validate_results
-from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER, resolve_backend
+from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS, DEFAULT_MAX_ITER, TORCH_FIT_REVISION, resolve_backend
 from mftma.run_lock import run_directory_lock
 
 CELLS_DIRNAME = "cells"
@@ -584,8 +584,9 @@ def _probe_settings(cache, cells: list[Cell], n_splits: int, C: float, seed: int
             f"the cache holds {smallest} examples per class, fewer than the {n_splits} probe folds; "
             "lower the probe folds, cache more examples per class, or skip the probes"
         )
+    backend = resolve_backend(backend)
     return {"C": float(C), "n_splits": int(n_splits), "max_iter": DEFAULT_MAX_ITER, "seed": int(seed),
-            "backend": resolve_backend(backend)}
+            "backend": backend, **({"revision": TORCH_FIT_REVISION} if backend == "torch" else {})}
 
 
 def _check_settings(kappa, n_t, n_reps, seed, n_workers) -> None:

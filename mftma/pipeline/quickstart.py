@@ -2,8 +2,9 @@
 
 ``quickstart(out_dir, seeds=K)`` trains K runs of the default MNIST-1D config
 (``mftma/configs/mnist1d.yaml``) that differ in every seed (run i adds i to the data, corruption,
-training and cache seeds) into ``OUT/run_0`` ... ``OUT/run_<K-1>``; for each it caches and analyses
-about a dozen log-spaced epochs (always including 0, the epoch of best test accuracy and the last one),
+training and cache seeds) into ``OUT/run_0`` ... ``OUT/run_<K-1>`` (the full profile trains them in
+parallel processes, one per CPU core); for each it caches and analyses about eight log-spaced epochs
+(always including 0, the epoch of best test accuracy and the last one),
 draws every figure and runs the layer-rollback grid. ``OUT/summary.json`` gives, per run, the geometry
 at the input and the final analysed layer at the best and the last epoch, test accuracies, the best
 rollback gains and the four claims of :mod:`mftma.pipeline.claims`; over the runs, every claim's
@@ -47,7 +48,8 @@ class Profile:
     n_t, n_reps : int
         MFTMA Gaussian vectors and center-structure restarts.
     processes : bool
-        Dask workers are processes (True) or threads of this process.
+        Dask workers are processes (True) or threads of this process; with True the runs are also
+        trained in parallel processes (:func:`train_runs`).
     formats : tuple of str
         Figure formats.
     seeds : int
@@ -64,8 +66,10 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile(config="mnist1d", log_epochs=12, n_t=DEFAULT_N_T, n_reps=DEFAULT_N_REPS, processes=True,
-                    formats=("png", "pdf"), seeds=3),
+    # Sized so that the default (3 seeds) runs in 10 minutes on 2 idle CPU cores; `mftma analyze` and
+    # `mftma plot --formats pdf` add epochs and formats to its runs.
+    "full": Profile(config="mnist1d", log_epochs=6, n_t=DEFAULT_N_T, n_reps=DEFAULT_N_REPS, processes=True,
+                    formats=("png",), seeds=3),
     "ci": Profile(config="tiny", log_epochs=2, n_t=20, n_reps=1, processes=False, formats=("png",), seeds=2),
 }
 
@@ -101,7 +105,7 @@ class _Stages:
             print(f"[quickstart] {name} ...", flush=True)
         began = time.perf_counter()
         result = function(*args, **kwargs)
-        self.seconds[name] = round(time.perf_counter() - began, 2)
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - began, 2)
         if self.progress:
             print(f"[quickstart] {name} done in {self.seconds[name]:.1f} s", flush=True)
         return result
@@ -164,11 +168,13 @@ def quickstart(out_dir, profile: str = "full", config=None, seeds: int | None = 
     out_dir = Path(out_dir)
     base_config = load_config(settings.config if config is None else config)
     began = time.perf_counter()
+    configs = [seeded_config(base_config, index) for index in range(seeds)]
+    trained = train_runs(out_dir, configs, progress) if settings.processes and seeds > 1 else {}
     runs = []
-    for index in range(seeds):
+    for index, run_config in enumerate(configs):
         if progress:
             print(f"[quickstart] run {index + 1} of {seeds} ({run_dirname(index)})", flush=True)
-        runs.append(_run_pipeline(out_dir, index, seeded_config(base_config, index), settings, progress))
+        runs.append(_run_pipeline(out_dir, index, run_config, settings, progress, trained.get(index, 0.0)))
     summary = {"profile": {"name": profile, **asdict(settings), "seeds": seeds,
                            "config": str(config or settings.config)},
                **summarize_runs(runs),
@@ -182,8 +188,51 @@ def run_dirname(index: int) -> str:
     return f"{RUN_DIRNAME}_{index}"
 
 
-def _run_pipeline(out_dir: Path, index: int, run_config, settings: Profile, progress: bool) -> dict:
-    """Train, cache, analyse, roll back and plot one run; its :func:`summarize` with epochs, files, timings."""
+def train_runs(out_dir, configs, progress: bool = True) -> dict[int, float]:
+    """Train the quickstart's runs ``OUT/run_<i>`` (config ``configs[i]``) in parallel processes.
+
+    One process per CPU core (at most one per run), each training with its config's thread count, so
+    every run is the same as when trained alone. A finished run is left as it is, an interrupted one
+    resumes (as :func:`mftma.experiments.training.train`).
+
+    Returns
+    -------
+    dict
+        Seconds each run's training took, by run index.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = max(1, min(len(configs), os.cpu_count() or 1))
+    if progress:
+        print(f"[quickstart] training {len(configs)} runs, {workers} at a time ...", flush=True)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_run, Path(out_dir) / run_dirname(index), config)
+                   for index, config in enumerate(configs)]
+        seconds = {index: future.result() for index, future in enumerate(futures)}
+    if progress:
+        print("[quickstart] trained in " + ", ".join(f"{s:.1f} s" for s in seconds.values()), flush=True)
+    return seconds
+
+
+def _train_run(run_dir: Path, config) -> float:
+    """Train one run (in a worker process of :func:`train_runs`); its seconds."""
+    from mftma.experiments.training import train
+    from mftma.run_lock import run_directory_lock
+
+    began = time.perf_counter()
+    with run_directory_lock(run_dir, "quickstart", create=True):
+        train(config, run_dir, progress=False)
+    return round(time.perf_counter() - began, 2)
+
+
+def _run_pipeline(out_dir: Path, index: int, run_config, settings: Profile, progress: bool,
+                  trained_seconds: float = 0.0) -> dict:
+    """Train, cache, analyse, roll back and plot one run; its :func:`summarize` with epochs, files, timings.
+
+    ``trained_seconds`` (the run was trained by :func:`train_runs`) is added to the train stage's time.
+    """
     from mftma.cache import cache_activations
     from mftma.experiments.training import train
     from mftma.pipeline.analyze import analyze_run
@@ -192,7 +241,8 @@ def _run_pipeline(out_dir: Path, index: int, run_config, settings: Profile, prog
 
     run_dir = out_dir / run_dirname(index)
     stage = _Stages(progress)
-    began = time.perf_counter()
+    stage.seconds["train"] = trained_seconds
+    began = time.perf_counter() - trained_seconds
     with run_directory_lock(run_dir, "quickstart", create=True):
         run = stage("train", train, run_config, run_dir, progress=progress)
         epochs = analysed_epochs(run, settings.log_epochs)

@@ -41,6 +41,10 @@ DEFAULT_C = 0.1
 DEFAULT_FOLDS = 5
 DEFAULT_MAX_ITER = 1000
 BACKENDS = ("auto", "torch", "sklearn")
+#: Revision of the torch backend's fit, part of stored results' settings so that results of another
+#: revision are not reused as if equal. 2: fits in the span of the training rows when features
+#: outnumber them (:data:`mftma.probes.torch_logistic.SPAN_RATIO`).
+TORCH_FIT_REVISION = 2
 
 
 @dataclasses.dataclass(frozen=True)
