@@ -9,9 +9,10 @@ from mftma.cli.options import add_option
 DESCRIPTION = """\
 Run the whole pipeline on the embedded default (MNIST-1D, a 1-D CNN, 30 % of the training labels permuted;
 mftma/configs/mnist1d.yaml) for K runs that differ in every seed (data, corruption, model initialisation and
-training, cache): train, cache the activations of about a dozen log-spaced epochs (always 0, the best and
-the last epoch), analyze them (MFTMA capacity, radius, dimension, center correlation, data dimension, linear
-probes), run the layer-rollback grid and draw every figure. Everything goes to DIR:
+training, cache): train them (in parallel, one per CPU core), cache the activations of about seven
+log-spaced epochs (always 0, the best and the last epoch), analyze them (MFTMA capacity, radius, dimension,
+center correlation, data dimension, linear probes), run the layer-rollback grid and draw every figure as
+PNG (`mftma plot DIR/run_0 --formats pdf` adds PDFs; `mftma analyze` adds epochs). Everything goes to DIR:
 
   DIR/run_0/ ... run_<K-1>/  the run directories (checkpoints, activations.h5, results/ with the tables
                              and results/figures/)

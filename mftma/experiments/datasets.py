@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import inspect
 import math
 import pickle
@@ -213,19 +214,32 @@ def _load_mnist1d(seed: int, data_dir, n_train: int = 4000, n_test: int = 1000) 
     in shuffled order and standardizes them; the first ``n_train`` are the training split. With the
     defaults this is the package's own 4000/1000 split.
     """
-    from mnist1d.data import get_dataset_args, make_dataset
-
     n_train, n_test = _count(n_train, "n_train"), _count(n_test, "n_test")
     total = n_train + n_test
+    x, y = (array.copy() for array in _generate_mnist1d(seed, 10 * math.ceil(total / 10)))
+    x, y = x[:total, None, :], y[:total]
+    return Dataset("mnist1d", torch.from_numpy(x[:n_train]), _labels(y[:n_train]), torch.from_numpy(x[n_train:]),
+                   _labels(y[n_train:]), 10, tuple(str(digit) for digit in range(10)))
+
+
+@functools.lru_cache(maxsize=4)
+def _generate_mnist1d(seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` MNIST-1D examples (float32 inputs, labels) in the generator's order, both splits joined.
+
+    Kept for the process's next calls (generating 5000 examples takes seconds, and a run's stages
+    load the same data); callers get copies.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
     args = get_dataset_args()
-    args.num_samples = 10 * math.ceil(total / 10)
+    args.num_samples = count
     args.seed = seed
     with _global_rng_preserved():
         generated = make_dataset(args)
-    x = np.concatenate([generated["x"], generated["x_test"]])[:total, None, :].astype(np.float32)
-    y = np.concatenate([generated["y"], generated["y_test"]])[:total]
-    return Dataset("mnist1d", torch.from_numpy(x[:n_train]), _labels(y[:n_train]), torch.from_numpy(x[n_train:]),
-                   _labels(y[n_train:]), 10, tuple(str(digit) for digit in range(10)))
+    x = np.concatenate([generated["x"], generated["x_test"]]).astype(np.float32)
+    y = np.concatenate([generated["y"], generated["y_test"]])
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
 
 
 def _load_digits(seed: int, data_dir, test_fraction: float = 0.25) -> Dataset:

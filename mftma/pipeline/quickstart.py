@@ -3,7 +3,7 @@
 ``quickstart(out_dir, seeds=K)`` trains K runs of the default MNIST-1D config
 (``mftma/configs/mnist1d.yaml``) that differ in every seed (run i adds i to the data, corruption,
 training and cache seeds) into ``OUT/run_0`` ... ``OUT/run_<K-1>`` (the full profile trains them in
-parallel processes, one per CPU core); for each it caches and analyses about eight log-spaced epochs
+parallel processes, one per CPU core); for each it caches and analyses about seven log-spaced epochs
 (always including 0, the epoch of best test accuracy and the last one),
 draws every figure and runs the layer-rollback grid. ``OUT/summary.json`` gives, per run, the geometry
 at the input and the final analysed layer at the best and the last epoch, test accuracies, the best
@@ -16,6 +16,7 @@ The ``ci`` profile runs the same stages on the tiny config with a cheap estimato
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -49,7 +50,7 @@ class Profile:
         MFTMA Gaussian vectors and center-structure restarts.
     processes : bool
         Dask workers are processes (True) or threads of this process; with True the runs are also
-        trained in parallel processes (:func:`train_runs`).
+        trained in parallel processes (:func:`training_in_background`).
     formats : tuple of str
         Figure formats.
     seeds : int
@@ -105,7 +106,7 @@ class _Stages:
             print(f"[quickstart] {name} ...", flush=True)
         began = time.perf_counter()
         result = function(*args, **kwargs)
-        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - began, 2)
+        self.seconds[name] = round(time.perf_counter() - began, 2)
         if self.progress:
             print(f"[quickstart] {name} done in {self.seconds[name]:.1f} s", flush=True)
         return result
@@ -169,12 +170,14 @@ def quickstart(out_dir, profile: str = "full", config=None, seeds: int | None = 
     base_config = load_config(settings.config if config is None else config)
     began = time.perf_counter()
     configs = [seeded_config(base_config, index) for index in range(seeds)]
-    trained = train_runs(out_dir, configs, progress) if settings.processes and seeds > 1 else {}
+    background = settings.processes and seeds > 1
     runs = []
-    for index, run_config in enumerate(configs):
-        if progress:
-            print(f"[quickstart] run {index + 1} of {seeds} ({run_dirname(index)})", flush=True)
-        runs.append(_run_pipeline(out_dir, index, run_config, settings, progress, trained.get(index, 0.0)))
+    with training_in_background(out_dir, configs, progress) if background else contextlib.nullcontext() as trainings:
+        for index, run_config in enumerate(configs):
+            trained_seconds = trainings[index].result() if background else None
+            if progress:
+                print(f"[quickstart] run {index + 1} of {seeds} ({run_dirname(index)})", flush=True)
+            runs.append(_run_pipeline(out_dir, index, run_config, settings, progress, trained_seconds))
     summary = {"profile": {"name": profile, **asdict(settings), "seeds": seeds,
                            "config": str(config or settings.config)},
                **summarize_runs(runs),
@@ -188,17 +191,20 @@ def run_dirname(index: int) -> str:
     return f"{RUN_DIRNAME}_{index}"
 
 
-def train_runs(out_dir, configs, progress: bool = True) -> dict[int, float]:
-    """Train the quickstart's runs ``OUT/run_<i>`` (config ``configs[i]``) in parallel processes.
+@contextlib.contextmanager
+def training_in_background(out_dir, configs, progress: bool = True):
+    """Train the quickstart's runs ``OUT/run_<i>`` (config ``configs[i]``) in background processes.
 
     One process per CPU core (at most one per run), each training with its config's thread count, so
     every run is the same as when trained alone. A finished run is left as it is, an interrupted one
-    resumes (as :func:`mftma.experiments.training.train`).
+    resumes (as :func:`mftma.experiments.training.train`). The caller can work on run ``i`` (e.g. analyse
+    it) as soon as its training is done, while later runs still train.
 
-    Returns
-    -------
-    dict
-        Seconds each run's training took, by run index.
+    Yields
+    ------
+    list of concurrent.futures.Future
+        Per run, the seconds its training took (``result()`` waits for it; a failed training raises
+        its error there).
     """
     import multiprocessing
     import os
@@ -206,18 +212,20 @@ def train_runs(out_dir, configs, progress: bool = True) -> dict[int, float]:
 
     workers = max(1, min(len(configs), os.cpu_count() or 1))
     if progress:
-        print(f"[quickstart] training {len(configs)} runs, {workers} at a time ...", flush=True)
+        print(f"[quickstart] training {len(configs)} runs in the background, {workers} at a time", flush=True)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_train_run, Path(out_dir) / run_dirname(index), config)
                    for index, config in enumerate(configs)]
-        seconds = {index: future.result() for index, future in enumerate(futures)}
-    if progress:
-        print("[quickstart] trained in " + ", ".join(f"{s:.1f} s" for s in seconds.values()), flush=True)
-    return seconds
+        try:
+            yield futures
+        except BaseException:
+            for future in futures:  # interrupted: runs not started yet are not trained
+                future.cancel()
+            raise
 
 
 def _train_run(run_dir: Path, config) -> float:
-    """Train one run (in a worker process of :func:`train_runs`); its seconds."""
+    """Train one run (in a worker process of :func:`training_in_background`); its seconds."""
     from mftma.experiments.training import train
     from mftma.run_lock import run_directory_lock
 
@@ -228,12 +236,14 @@ def _train_run(run_dir: Path, config) -> float:
 
 
 def _run_pipeline(out_dir: Path, index: int, run_config, settings: Profile, progress: bool,
-                  trained_seconds: float = 0.0) -> dict:
+                  trained_seconds: float | None = None) -> dict:
     """Train, cache, analyse, roll back and plot one run; its :func:`summarize` with epochs, files, timings.
 
-    ``trained_seconds`` (the run was trained by :func:`train_runs`) is added to the train stage's time.
+    A run trained by :func:`training_in_background` (``trained_seconds``: how long it took) is not
+    trained again.
     """
     from mftma.cache import cache_activations
+    from mftma.experiments.run import Run
     from mftma.experiments.training import train
     from mftma.pipeline.analyze import analyze_run
     from mftma.pipeline.rollback import rollback
@@ -241,10 +251,12 @@ def _run_pipeline(out_dir: Path, index: int, run_config, settings: Profile, prog
 
     run_dir = out_dir / run_dirname(index)
     stage = _Stages(progress)
-    stage.seconds["train"] = trained_seconds
-    began = time.perf_counter() - trained_seconds
+    began = time.perf_counter() - (trained_seconds or 0.0)
     with run_directory_lock(run_dir, "quickstart", create=True):
-        run = stage("train", train, run_config, run_dir, progress=progress)
+        if trained_seconds is None:
+            run = stage("train", train, run_config, run_dir, progress=progress)
+        else:
+            run, stage.seconds["train"] = Run(run_dir), trained_seconds
         epochs = analysed_epochs(run, settings.log_epochs)
         stage("cache", cache_activations, run, epochs=epochs, progress=progress)
         results = stage("analyze", analyze_run, run.path, epochs=epochs, n_t=settings.n_t, n_reps=settings.n_reps,
