@@ -147,9 +147,11 @@ def analysis_cell(run, layer: str, subset: str) -> dict:
     from threadpoolctl import threadpool_limits
 
     from mftma.cache.reader import ActivationCache
+    from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T
     from mftma.estimator.analysis import analyze_manifolds
     from mftma.pipeline.analyze import _probe_settings, analysis_settings, analyze_cell, select_cells
     from mftma.probes import probe_accuracy
+    from mftma.probes.classification import DEFAULT_C, DEFAULT_FOLDS
 
     rng = np.random.default_rng(0)
     with threadpool_limits(limits=1):  # warm-up: numba compilation or cache load, one-time imports
@@ -159,8 +161,9 @@ def analysis_cell(run, layer: str, subset: str) -> dict:
     path = run.path / "activations.h5"
     with ActivationCache(path) as cache:
         cell = next(c for c in select_cells(cache) if c.layer == layer and c.subset == subset)
-        settings = {backend: analysis_settings(cache, kappa=0.0, n_t=200, n_reps=10, seed=0,
-                                               probe=_probe_settings(cache, [cell], 5, 1.0, 0, backend))
+        settings = {backend: analysis_settings(cache, kappa=DEFAULT_KAPPA, n_t=DEFAULT_N_T, n_reps=DEFAULT_N_REPS,
+                                               seed=0, probe=_probe_settings(cache, [cell], DEFAULT_FOLDS,
+                                                                             DEFAULT_C, 0, backend))
                     for backend in ("sklearn", "torch")}
         features = int(cache.features(cell.epoch, cell.layer, cell.subset)[0].shape[1])
     report = {"layer": layer, "subset": cell.subset, "features": features}
@@ -216,6 +219,7 @@ def run_benchmark(args) -> dict:
 
     from mftma.cache.writer import resolve_settings
     from mftma.experiments.config import load_config
+    from mftma.probes.classification import DEFAULT_FOLDS
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -246,6 +250,7 @@ def run_benchmark(args) -> dict:
     full = grid(config, len(settings.layers), sparse["seconds_all_examples"], sparse, cell_s, cores)
     full["caching_s_gaussian"] = full["checkpoints"] * gaussian["seconds_all_examples"]
     full["total_s_sparse_torch_probe"] = full["caching_s"] + full["analysis_s_torch_probe"]
+    added_s = sparse["seconds_all_examples"] - forward["seconds_all_examples"]
     return {
         "benchmark": "paper_scale", "config": CONFIG, "quick": bool(args.quick),
         "machine": {"python": platform.python_version(), "cores": cores, "torch_threads": torch.get_num_threads(),
@@ -260,17 +265,29 @@ def run_benchmark(args) -> dict:
         "grid": full,
         "targets": {
             "caching_one_checkpoint_sparse_over_forward_pass": _target(
-                sparse["over_forward_pass"], CACHING_OVER_FORWARD_TARGET),
-            "one_cell_s_mftma_plus_torch_probe": _target(cell["cell_s_torch_probe"], CELL_TARGET_S),
-            "full_config_cache_bytes_sparse": _target(full["cache_bytes"], CACHE_BYTES_TARGET),
+                sparse["over_forward_pass"], CACHING_OVER_FORWARD_TARGET,
+                f"the projection, compression and HDF5 writes add {added_s:.0f} s to the forward pass's "
+                f"{forward['seconds_all_examples']:.0f} s per checkpoint"),
+            "one_cell_s_mftma_plus_torch_probe": _target(
+                cell["cell_s_torch_probe"], CELL_TARGET_S,
+                f"MFTMA {cell['mftma_s']:.2f} s + torch probe {cell['torch_probe']['probe']:.2f} s "
+                f"({args.classes}-class {DEFAULT_FOLDS}-fold logistic regression on {cell['features']} features, "
+                "one CPU thread)"),
+            "full_config_cache_bytes_sparse": _target(
+                full["cache_bytes"], CACHE_BYTES_TARGET,
+                f"{full['cache_bytes'] / full['checkpoints'] / 1e9:.1f} GB per checkpoint x "
+                f"{full['checkpoints']} checkpoints"),
             "full_grid_s_on_gpu": {"value": None, "target": GPU_GRID_TARGET_S, "met": None,
                                    "note": "not measured: no GPU in this run"},
         },
     }
 
 
-def _target(value: float, target: float) -> dict:
-    return {"value": value, "target": target, "met": bool(value <= target)}
+def _target(value: float, target: float, why_missed: str) -> dict:
+    """``value``, ``target`` and ``met``; when missed, also by what factor and why (``why_missed``)."""
+    met = bool(value <= target)
+    return {"value": value, "target": target, "met": met,
+            **({} if met else {"missed_by_factor": value / target, "why": why_missed})}
 
 
 if __name__ == "__main__":

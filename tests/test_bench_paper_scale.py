@@ -30,4 +30,8 @@ def test_quick_run_reports_measurements_extrapolation_and_targets():
         assert {"value", "target", "met"} <= set(target)
         if target["value"] is not None:
             assert target["met"] == (target["value"] <= target["target"]), name
+            missed = {"missed_by_factor", "why"} & set(target)
+            assert missed == (set() if target["met"] else {"missed_by_factor", "why"}), name
+            if not target["met"]:
+                assert target["missed_by_factor"] == target["value"] / target["target"] > 1
     assert report["targets"]["full_config_cache_bytes_sparse"]["value"] == grid["cache_bytes"]

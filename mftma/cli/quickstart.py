@@ -23,7 +23,7 @@ PNG (`mftma plot DIR/run_0 --formats pdf` adds PDFs; `mftma analyze` adds epochs
                              Student t interval over seeds and the verdict on the interval (held / not held /
                              undecided), and the rollback gains likewise
 
-One seed of the full profile takes 7 to 8 minutes on 2 idle CPU cores; `--profile ci` runs the same stages
+The full profile's 3 seeds take about 10 minutes on 2 idle CPU cores; `--profile ci` runs the same stages
 on tiny runs in seconds (for tests). Interrupted? Run the same command again: each stage keeps its finished
 work. `mftma claims RUN_DIR...` gives the same verdicts for any analysed runs.
 """
