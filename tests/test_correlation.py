@@ -188,6 +188,18 @@ def test_diverse_restarts_escape_the_trap_of_a_real_layer(seed):
     assert _kept_norms(centers, structure.directions).min() > 0.05
 
 
+@pytest.mark.parametrize("seed", (0, 529))
+def test_screening_keeps_the_optimum_refining_every_restart_finds(seed, monkeypatch):
+    centers = np.load(TRAP_CENTERS)
+    screened = low_rank_center_structure(centers, 10, np.random.default_rng(seed))
+    monkeypatch.setattr(correlation, "SCREENING_TOL", correlation.GRADIENT_TOL)
+    refined = low_rank_center_structure(centers, 10, np.random.default_rng(seed))
+    assert screened.K == refined.K
+    np.testing.assert_allclose(screened.residual_correlations, refined.residual_correlations, rtol=1e-4)
+    projector = screened.directions @ screened.directions.T
+    assert np.linalg.norm(projector - refined.directions @ refined.directions.T) < 1e-4
+
+
 def test_restarts_are_warm_and_uniformly_random(rng):
     coordinates = centers_basis(_structured_centers(rng)).coordinates
     previous = np.linalg.qr(rng.standard_normal((11, 1)))[0]
