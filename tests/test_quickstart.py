@@ -356,8 +356,10 @@ def test_runs_trained_in_parallel_equal_runs_trained_alone(tmp_path):
     from mftma.pipeline.quickstart import run_dirname, training_in_background
 
     configs = [seeded_config(load_config("tiny").replace(training={"epochs": 3}), index) for index in range(2)]
-    with training_in_background(tmp_path / "parallel", configs, progress=False) as trainings:
+    estimator = {"kappa": 0.0, "n_t": 5, "n_reps": 1, "seed": 0, "explained_variance": 0.9}
+    with training_in_background(tmp_path / "parallel", configs, False, estimator) as (trainings, compiled):
         assert all(training.result() > 0 for training in trainings)
+        assert compiled.result() is None  # the estimator's kernels compiled (or loaded) beside the training
     for index, config in enumerate(configs):
         alone = train(config, tmp_path / f"alone_{index}", progress=False)
         parallel = Run(tmp_path / "parallel" / run_dirname(index))

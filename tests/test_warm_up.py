@@ -16,7 +16,7 @@ def compiled_signatures() -> dict:
 
 
 def test_warm_up_compiles_every_kernel_a_cell_uses():
-    analyze._warm_up_kernels(ESTIMATOR)
+    analyze.warm_up_kernels(ESTIMATOR)
     warmed = compiled_signatures()
     assert any(warmed.values())
     rng = np.random.default_rng(1)

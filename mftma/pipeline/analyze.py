@@ -175,7 +175,7 @@ def analyze_run(
         pending = [cell for cell in unfinished if cell not in dropped]
         failed = []
         if pending:
-            _warm_up_kernels(settings["estimator"])
+            warm_up_kernels(settings["estimator"])
             tasks = _Tasks(cache_path, settings, identities, store, on_cell_done)
             with _client(scheduler, min(n_workers or _core_count(), len(pending)), processes) as client:
                 failed = tasks.run(client, pending, done=len(cells) - len(pending), progress=progress)
@@ -392,7 +392,7 @@ def _geometry(manifolds, estimator: dict) -> dict:
     }
 
 
-def _warm_up_kernels(estimator: dict) -> None:
+def warm_up_kernels(estimator: dict) -> None:
     """Compile the estimator's numba kernels here, once, before the workers start.
 
     The kernels are compiled with ``cache=True``: this writes numba's on-disk cache (or loads it, a second

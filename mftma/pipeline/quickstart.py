@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mftma.errors import InputError
-from mftma.estimator import DEFAULT_N_REPS, DEFAULT_N_T
+from mftma.estimator import DEFAULT_KAPPA, DEFAULT_N_REPS, DEFAULT_N_T
 
 SUMMARY_FILE = "summary.json"
 #: Run directories are ``OUT/run_0``, ``OUT/run_1``, ... (:func:`run_dirname`).
@@ -159,6 +159,7 @@ def quickstart(out_dir, profile: str = "full", config=None, seeds: int | None = 
     """
     from mftma.atomic import atomic_write_text
     from mftma.experiments.config import load_config
+    from mftma.pipeline.analyze import EXPLAINED_VARIANCE
 
     if profile not in PROFILES:
         raise InputError(f"unknown quickstart profile {profile!r}; choose one of {list(PROFILES)}")
@@ -170,11 +171,16 @@ def quickstart(out_dir, profile: str = "full", config=None, seeds: int | None = 
     base_config = load_config(settings.config if config is None else config)
     began = time.perf_counter()
     configs = [seeded_config(base_config, index) for index in range(seeds)]
-    background = settings.processes and seeds > 1
+    background = settings.processes
+    estimator = {"kappa": DEFAULT_KAPPA, "n_t": settings.n_t, "n_reps": settings.n_reps, "seed": 0,
+                 "explained_variance": EXPLAINED_VARIANCE}
     runs = []
-    with training_in_background(out_dir, configs, progress) if background else contextlib.nullcontext() as trainings:
+    with training_in_background(out_dir, configs, progress, estimator) if background else \
+            contextlib.nullcontext((None, None)) as (trainings, compiled):
         for index, run_config in enumerate(configs):
             trained_seconds = trainings[index].result() if background else None
+            if compiled is not None:
+                compiled.result()
             if progress:
                 print(f"[quickstart] run {index + 1} of {seeds} ({run_dirname(index)})", flush=True)
             runs.append(_run_pipeline(out_dir, index, run_config, settings, progress, trained_seconds))
@@ -192,34 +198,43 @@ def run_dirname(index: int) -> str:
 
 
 @contextlib.contextmanager
-def training_in_background(out_dir, configs, progress: bool = True):
+def training_in_background(out_dir, configs, progress: bool = True, estimator: dict | None = None):
     """Train the quickstart's runs ``OUT/run_<i>`` (config ``configs[i]``) in background processes.
 
-    One process per CPU core (at most one per run), each training with its config's thread count, so
+    One process per CPU core (at most one per job), each training with its config's thread count, so
     every run is the same as when trained alone. A finished run is left as it is, an interrupted one
     resumes (as :func:`mftma.experiments.training.train`). The caller can work on run ``i`` (e.g. analyse
-    it) as soon as its training is done, while later runs still train.
+    it) as soon as its training is done, while later runs still train. With ``estimator`` (the analysis's
+    estimator settings), the first job compiles the estimator's numba kernels
+    (:func:`mftma.pipeline.analyze.warm_up_kernels`), so that on a fresh install the compilation runs
+    beside the training instead of before the first analysis.
 
     Yields
     ------
-    list of concurrent.futures.Future
+    trainings : list of concurrent.futures.Future
         Per run, the seconds its training took (``result()`` waits for it; a failed training raises
         its error there).
+    compiled : concurrent.futures.Future or None
+        The kernels' compilation (None without ``estimator``).
     """
     import multiprocessing
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    workers = max(1, min(len(configs), os.cpu_count() or 1))
+    from mftma.pipeline.analyze import warm_up_kernels
+
+    jobs = len(configs) + (estimator is not None)
+    workers = max(1, min(jobs, os.cpu_count() or 1))
     if progress:
-        print(f"[quickstart] training {len(configs)} runs in the background, {workers} at a time", flush=True)
+        print(f"[quickstart] training {len(configs)} runs in the background, {workers} jobs at a time", flush=True)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_train_run, Path(out_dir) / run_dirname(index), config)
-                   for index, config in enumerate(configs)]
+        compiled = None if estimator is None else pool.submit(warm_up_kernels, estimator)
+        trainings = [pool.submit(_train_run, Path(out_dir) / run_dirname(index), config)
+                     for index, config in enumerate(configs)]
         try:
-            yield futures
+            yield trainings, compiled
         except BaseException:
-            for future in futures:  # interrupted: runs not started yet are not trained
+            for future in trainings:  # interrupted: runs not started yet are not trained
                 future.cancel()
             raise
 
