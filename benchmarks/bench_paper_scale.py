@@ -7,7 +7,9 @@ the config's ``vgg16`` at its random initialisation (epoch 0), written with the 
 training is timed. In one run it measures
 
 * ``forward``: the network's forward pass alone (every analysis layer's activations, batches of
-  ``cache.batch_size``, inference mode) over the examples the cache holds: 4 subsets x P x M;
+  ``cache.batch_size``, inference mode) over the examples the cache holds: P x M per example selection
+  (the config's 5 subsets draw on 3 selections: kept, randomized and test examples; ``permuted``,
+  ``restored`` and ``shuffled`` group the same randomized examples, whose features are stored once);
 * ``caching``: :func:`mftma.cache.cache_activations` of that checkpoint (the real writer: forward pass,
   projection, lzf compression, HDF5 writes) with each projection, and the bytes of the file; the dense
   Gaussian is slow (its matrices of the widest layers are drawn again for every batch), so by default it
@@ -104,7 +106,7 @@ def forward_pass(run, settings) -> dict:
     from mftma.cache.writer import _draw_samples
 
     dataset, model = run.dataset(), run.load_model(0)
-    samples = _draw_samples(run, settings)
+    samples = {sample.selection: sample for sample in _draw_samples(run, settings).values()}  # stored once each
     start = time.perf_counter()
     for sample in samples.values():
         inputs = dataset.x_train if sample.split == "train" else dataset.x_test
@@ -126,7 +128,8 @@ def cache_once(run, kind: str, settings, P: int) -> dict:
                              projection=kind, projection_dim=settings.projection_dim, device="cpu", progress=False)
     seconds = time.perf_counter() - start
     sizes = entry_bytes(path)
-    return {"seconds": seconds, "examples": len(settings.subsets) * P * settings.M, "file_bytes": path.stat().st_size,
+    return {"seconds": seconds, "examples": _selections(settings.subsets) * P * settings.M,
+            "file_bytes": path.stat().st_size,
             "input_layer_bytes": sizes.get("input", 0), "bytes_per_layer": sizes}
 
 
@@ -172,6 +175,7 @@ def analysis_cell(run, layer: str, subset: str) -> dict:
         if "error" in record:
             raise RuntimeError(f"analysing {cell} failed: {record['error']}")
         report[f"{backend}_probe"] = {**record["seconds"], "probe_accuracy": record["metrics"]["probe_accuracy"]}
+        report["center_structure_K"] = record["metrics"]["K"]  # the rank search's cost grows with it
     report["mftma_s"] = report["torch_probe"]["geometry"]
     report["cell_s_sklearn_probe"] = report["mftma_s"] + report["sklearn_probe"]["probe"]
     report["cell_s_torch_probe"] = report["mftma_s"] + report["torch_probe"]["probe"]
@@ -202,7 +206,8 @@ def main() -> None:
     parser.add_argument("--M", type=int, default=None, help="examples per class (default: the config's)")
     parser.add_argument("--layers", nargs="+", default=["all"], help="analysis layers cached (default: all)")
     parser.add_argument("--subsets", nargs="+", default=None,
-                        help="subsets cached (default: the config's 4); times and bytes are scaled to 4 subsets")
+                        help="subsets cached (default: the config's); times and bytes are scaled to the config's "
+                             "example selections")
     parser.add_argument("--gaussian-classes", type=int, default=10,
                         help="classes cached with the dense Gaussian projection (its time is scaled to --classes)")
     parser.add_argument("--projection-dim", type=int, default=None, help="default: the config's")
@@ -237,7 +242,8 @@ def run_benchmark(args) -> dict:
         sparse = cache_once(run, "sparse", settings, args.classes)
         cell = analysis_cell(run, args.cell_layer, settings.subsets[0])
         gaussian = cache_once(run, "gaussian", settings, min(args.gaussian_classes, args.classes))
-    examples = len(config.cache.subsets) * args.classes * settings.M  # one checkpoint of the config
+    # Examples forward-passed and stored per checkpoint of the config (each selection once).
+    examples = _selections(config.cache.subsets) * args.classes * settings.M
     for measured in (forward, sparse, gaussian):
         measured["seconds_all_examples"] = measured["seconds"] * examples / measured["examples"]
     for caching in (sparse, gaussian):
@@ -255,7 +261,8 @@ def run_benchmark(args) -> dict:
         "benchmark": "paper_scale", "config": CONFIG, "quick": bool(args.quick),
         "machine": {"python": platform.python_version(), "cores": cores, "torch_threads": torch.get_num_threads(),
                     "load_average_1min": os.getloadavg()[0], "gpu": torch.cuda.is_available()},
-        "size": {"P": args.classes, "M": settings.M, "layers": list(settings.layers), "subsets": 4,
+        "size": {"P": args.classes, "M": settings.M, "layers": list(settings.layers),
+                 "subsets": len(config.cache.subsets), "selections": _selections(config.cache.subsets),
                  "subsets_cached": list(settings.subsets), "projection_dim": dim,
                  "examples_per_checkpoint": examples, "examples_cached": forward["examples"],
                  "gaussian_examples_cached": gaussian["examples"]},
@@ -270,7 +277,8 @@ def run_benchmark(args) -> dict:
                 f"{forward['seconds_all_examples']:.0f} s per checkpoint"),
             "one_cell_s_mftma_plus_torch_probe": _target(
                 cell["cell_s_torch_probe"], CELL_TARGET_S,
-                f"MFTMA {cell['mftma_s']:.2f} s + torch probe {cell['torch_probe']['probe']:.2f} s "
+                f"MFTMA {cell['mftma_s']:.2f} s (center structure of rank {cell['center_structure_K']:.0f}) + "
+                f"torch probe {cell['torch_probe']['probe']:.2f} s "
                 f"({args.classes}-class {DEFAULT_FOLDS}-fold logistic regression on {cell['features']} features, "
                 "one CPU thread)"),
             "full_config_cache_bytes_sparse": _target(
@@ -281,6 +289,13 @@ def run_benchmark(args) -> dict:
                                    "note": "not measured: no GPU in this run"},
         },
     }
+
+
+def _selections(subsets) -> int:
+    """Number of example selections (stored feature sets) the ``subsets`` draw on."""
+    from mftma.experiments.subsets import SELECTIONS
+
+    return len({SELECTIONS[subset] for subset in subsets})
 
 
 def _target(value: float, target: float, why_missed: str) -> dict:
