@@ -284,12 +284,17 @@ def select_cells(cache, epochs=None, layers=None, subsets=None, *, entries=None)
     ]
 
 
+def estimator_settings(*, kappa, n_t, n_reps, seed) -> dict:
+    """The estimator's part of :func:`analysis_settings`: what a cell's geometry depends on."""
+    return {"kappa": float(kappa), "n_t": int(n_t), "n_reps": int(n_reps), "seed": int(seed),
+            "explained_variance": EXPLAINED_VARIANCE, "revision": SEEDED_RESULTS_REVISION}
+
+
 def analysis_settings(cache, *, kappa, n_t, n_reps, seed, probe) -> dict:
     """Everything a cell's numbers depend on, with ``key``: a hash of the rest."""
     metadata = cache.metadata
     settings = {
-        "estimator": {"kappa": float(kappa), "n_t": int(n_t), "n_reps": int(n_reps), "seed": int(seed),
-                      "explained_variance": EXPLAINED_VARIANCE, "revision": SEEDED_RESULTS_REVISION},
+        "estimator": estimator_settings(kappa=kappa, n_t=n_t, n_reps=n_reps, seed=seed),
         "probe": probe,
         "cache": {"run_settings_hash": metadata.get("run_settings_hash"),
                   "cache_settings": metadata.get("cache_settings")},

@@ -159,7 +159,7 @@ def quickstart(out_dir, profile: str = "full", config=None, seeds: int | None = 
     """
     from mftma.atomic import atomic_write_text
     from mftma.experiments.config import load_config
-    from mftma.pipeline.analyze import EXPLAINED_VARIANCE
+    from mftma.pipeline.analyze import estimator_settings
 
     if profile not in PROFILES:
         raise InputError(f"unknown quickstart profile {profile!r}; choose one of {list(PROFILES)}")
@@ -172,14 +172,14 @@ def quickstart(out_dir, profile: str = "full", config=None, seeds: int | None = 
     began = time.perf_counter()
     configs = [seeded_config(base_config, index) for index in range(seeds)]
     background = settings.processes
-    estimator = {"kappa": DEFAULT_KAPPA, "n_t": settings.n_t, "n_reps": settings.n_reps, "seed": 0,
-                 "explained_variance": EXPLAINED_VARIANCE}
+    estimator = estimator_settings(kappa=DEFAULT_KAPPA, n_t=settings.n_t, n_reps=settings.n_reps, seed=0)
     runs = []
     with training_in_background(out_dir, configs, progress, estimator) if background else \
             contextlib.nullcontext((None, None)) as (trainings, compiled):
         for index, run_config in enumerate(configs):
-            trained_seconds = trainings[index].result() if background else None
-            if compiled is not None:
+            trained_seconds = None
+            if background:
+                trained_seconds = trainings[index].result()
                 compiled.result()
             if progress:
                 print(f"[quickstart] run {index + 1} of {seeds} ({run_dirname(index)})", flush=True)

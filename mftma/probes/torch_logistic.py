@@ -78,9 +78,9 @@ class _Batch:
 
     def __init__(self, data, labels, rows, classes, transforms=None):
         device = data.device
-        self.transforms = [transform if transforms else _FoldTransform.fit(data[torch.as_tensor(r, device=device)])
-                           for transform, r in zip(transforms or [None] * len(rows), rows)]
-        blocks = [transform(data[torch.as_tensor(r, device=device)]) for transform, r in zip(self.transforms, rows)]
+        blocks = [data[torch.as_tensor(r, device=device)] for r in rows]
+        self.transforms = transforms or [_FoldTransform.fit(block) for block in blocks]
+        blocks = [transform(block) for transform, block in zip(self.transforms, blocks)]
         size, width = max(map(len, rows)), max(block.shape[1] for block in blocks)
         self.features = torch.zeros((len(rows), size, width + 1), dtype=torch.float32, device=device)
         self.targets = torch.full((len(rows), size), -1, dtype=torch.long, device=device)
