@@ -10,7 +10,8 @@ rule and the same folds, all folds in one batched L-BFGS fit in float32, on a GP
 ``"auto"`` (the default) is ``"torch"``. The two agree within 0.5 points of accuracy on the same
 folds (tested on structured random data and on cached layers of a trained network); on one CPU
 thread the torch probe was 1.5-3x faster than scikit-learn's in ``benchmarks/bench_probes.py``
-(100 classes, 1000 features), and it runs on a GPU.
+(100 classes, 1000 features), and it runs on a GPU. At 5000 features (100 classes, 4000 training rows)
+it was slower on one CPU thread (12.4 s against 7.3 s, 2 threads 7.7 s, in one run of that benchmark).
 
 Regularization is fixed, ``C = 0.1`` by default (inverse L2 strength on standardized features).
 A fixed value keeps probe accuracies comparable across layers, epochs and subsets: the question is
