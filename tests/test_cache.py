@@ -195,6 +195,12 @@ def test_large_layers_are_projected_with_the_same_matrix_at_every_epoch(run):
         for epoch in cache.epochs:
             expected = run.load_model(epoch).activations(x, ["fc1"])["fc1"].detach().numpy() @ matrix
             np.testing.assert_allclose(cache.features(epoch, "fc1", "test")[0], expected, rtol=1e-4, atol=1e-5)
+    with h5py.File(run.path / "activations.h5", "r") as h5:
+        epoch = next(name for name in h5 if name.startswith("epoch_"))
+        projected, native = h5[epoch]["fc1"]["test"], h5[epoch]["logits"]["test"]
+        # projected features are dense mixtures: byte shuffle + gzip; native ReLU-like outputs: lzf
+        assert (projected.compression, projected.shuffle, native.compression, native.shuffle) == (
+            "gzip", True, "lzf", False)
 
 
 def test_convolutional_layers_are_pooled_per_channel_then_projected(tmp_path):
