@@ -8,10 +8,8 @@ constant coordinate, draws (or takes) t vectors and hands the points to the anch
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import scipy.linalg
 
@@ -24,6 +22,7 @@ from mftma.estimator.correlation import (
     remove_center_structure,
     removed_structure_gram,
 )
+from mftma.estimator.threads import map_in_threads
 from mftma.estimator.validation import check_count, check_finite, check_kappa, check_manifolds, check_t_vecs
 
 
@@ -144,18 +143,6 @@ def centered_gram(manifold: np.ndarray, mean: np.ndarray) -> np.ndarray:
         deviations = manifold - mean[:, None]
         centered = deviations.T @ deviations
     return centered
-
-
-def map_in_threads(function, count: int, desc: str, progress: bool) -> list:
-    """``[function(i) for i in range(count)]`` in parallel threads, with an optional progress bar.
-
-    As many threads as numba may use here (1 inside a single-threaded Dask task); meant to run with
-    a single-threaded BLAS, as :func:`analyze_manifolds` sets up.
-    """
-    from mftma.progress import progress_bar
-
-    with ThreadPoolExecutor(numba.get_num_threads()) as pool:
-        return list(progress_bar(pool.map(function, range(count)), total=count, desc=desc, enabled=progress))
 
 
 @dataclass(frozen=True)

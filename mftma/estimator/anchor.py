@@ -12,10 +12,10 @@ import math
 
 import numba
 import numpy as np
-from numba.typed import List
 
 from mftma.estimator.backends import cone_projection_solver
 from mftma.estimator import DEFAULT_KAPPA
+from mftma.estimator.threads import map_in_threads
 
 #: ``||v - t||`` below this: t is treated as interior and gets its max-projection point (reference).
 INTERIOR_TOL = 1e-8
@@ -164,18 +164,10 @@ def geometry_from_anchor_points(
     return capacity, radius, dimension
 
 
-@numba.njit(parallel=True, cache=True)
-def _manifold_geometries(points, t_vecs, residuals, kappa):
-    """Capacity, radius and dimension (rows) of every manifold (columns), manifolds in parallel."""
-    geometry = np.empty((3, len(points)))
-    for index in numba.prange(len(points)):
-        p = np.int64(index)  # (typed lists take signed indices)
-        anchors = anchor_points(points[p], t_vecs[p], residuals[p], kappa)
-        capacity, radius, dimension = geometry_from_anchor_points(t_vecs[p], anchors, kappa)
-        geometry[0, p] = capacity
-        geometry[1, p] = radius
-        geometry[2, p] = dimension
-    return geometry
+@numba.njit(nogil=True, cache=True)
+def _manifold_geometry(points, t_vec, residual, kappa):
+    """Capacity, radius and dimension of one manifold, without the GIL (manifolds run in threads)."""
+    return geometry_from_anchor_points(t_vec, anchor_points(points, t_vec, residual, kappa), kappa)
 
 
 def anchor_geometry(points, t_vecs, kappa=DEFAULT_KAPPA, backend="auto"):
@@ -209,9 +201,12 @@ def anchor_geometry(points, t_vecs, kappa=DEFAULT_KAPPA, backend="auto"):
     """
     kappa = float(kappa)
     residuals = cone_projection_solver(backend)(points, t_vecs, kappa)
-    groups = (points, t_vecs, residuals)
-    lists = [List(np.ascontiguousarray(a, dtype=np.float64) for a in group) for group in groups]
-    capacity, radius, dimension = _manifold_geometries(*lists, kappa)
+    contiguous = [[np.ascontiguousarray(a, dtype=np.float64) for a in group] for group in (points, t_vecs, residuals)]
+
+    def geometry(p):
+        return _manifold_geometry(contiguous[0][p], contiguous[1][p], contiguous[2][p], kappa)
+
+    capacity, radius, dimension = np.asarray(map_in_threads(geometry, len(points))).T
     return capacity, radius, dimension
 
 
