@@ -263,7 +263,7 @@ def run_benchmark(args) -> dict:
                     "load_average_1min": os.getloadavg()[0], "gpu": torch.cuda.is_available()},
         "size": {"P": args.classes, "M": settings.M, "layers": list(settings.layers),
                  "subsets": len(config.cache.subsets), "selections": _selections(config.cache.subsets),
-                 "subsets_cached": list(settings.subsets), "projection_dim": dim,
+                 "subsets_cached": list(settings.subsets), "projection_dim": dim, "dtype": settings.dtype,
                  "examples_per_checkpoint": examples, "examples_cached": forward["examples"],
                  "gaussian_examples_cached": gaussian["examples"]},
         "forward": forward,
@@ -284,7 +284,7 @@ def run_benchmark(args) -> dict:
             "full_config_cache_bytes_sparse": _target(
                 full["cache_bytes"], CACHE_BYTES_TARGET,
                 f"{full['cache_bytes'] / full['checkpoints'] / 1e9:.1f} GB per checkpoint x "
-                f"{full['checkpoints']} checkpoints"),
+                f"{full['checkpoints']} checkpoints in {settings.dtype}"),
             "full_grid_s_on_gpu": {"value": None, "target": GPU_GRID_TARGET_S, "met": None,
                                    "note": "not measured: no GPU in this run"},
         },
