@@ -167,6 +167,9 @@ class _Objective:
         self.penalty = (1.0 / (C * counts))[:, None, None].repeat(1, train.features.shape[2], 1)
         self.penalty[:, -1] = 0.0
         self.one_hot = torch.nn.functional.one_hot(train.targets.clamp(min=0), n_classes).float()
+        # The gradient's product with the transposed rows runs twice as fast on a CPU from a contiguous
+        # copy as from a transposed view at the quickstart's sizes (the same values, bit for bit, there).
+        self.transposed = train.features.transpose(1, 2).contiguous()
 
     def __call__(self, theta):
         log_probabilities = _logits(self.train.features, theta).log_softmax(dim=2)
@@ -174,7 +177,7 @@ class _Objective:
         loss = cross_entropy + (self.penalty * theta**2).sum(dim=(1, 2), dtype=torch.float64) / 2
         residual = (log_probabilities.exp() - self.one_hot) * self.row_weight
         residual = residual[:, :, 1:] if self.outputs == 1 else residual
-        grad = torch.baddbmm(self.penalty * theta, self.train.features.transpose(1, 2), residual)
+        grad = torch.baddbmm(self.penalty * theta, self.transposed, residual)
         return loss, grad
 
 
