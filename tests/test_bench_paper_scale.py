@@ -24,6 +24,7 @@ def test_quick_run_reports_measurements_extrapolation_and_targets():
     assert {"sklearn_probe", "torch_probe"} <= set(report["cell"])
     assert report["cell"]["features"] == report["size"]["projection_dim"]  # conv1 is projected
     size, grid = report["size"], report["grid"]
+    assert size["dtype"] == "float16"  # the paper config's storage type, which the disk target counts
     assert grid["cells"] == len(size["layers"]) * grid["checkpoints"] * len(SUBSETS)
     assert set(report["targets"]) == TARGETS
     for name, target in report["targets"].items():
