@@ -11,7 +11,7 @@ training is timed. In one run it measures
   (the config's 5 subsets draw on 3 selections: kept, randomized and test examples; ``permuted``,
   ``restored`` and ``shuffled`` group the same randomized examples, whose features are stored once);
 * ``caching``: :func:`mftma.cache.cache_activations` of that checkpoint (the real writer: forward pass,
-  projection, lzf compression, HDF5 writes) with each projection, and the bytes of the file; the dense
+  projection, compression, HDF5 writes) with each projection, and the bytes of the file; the dense
   Gaussian is slow (its matrices of the widest layers are drawn again for every batch), so by default it
   caches only ``--gaussian-classes`` classes and its time is scaled to all examples (stated in the output);
 * ``cell``: one analysis cell at full P (the pipeline's :func:`~mftma.pipeline.analyze.analyze_cell` on a

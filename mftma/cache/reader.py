@@ -20,7 +20,8 @@ HDF5 layout (``RUN_DIR/activations.h5``, format version 2)::
                                 projection_seed, projection_block_rows, projection_scale
     /epoch_XXXX                 attrs: epoch, weights_hash (of that checkpoint)
     /epoch_XXXX/LAYER/SELECTION (n, N) features (float32, or float16 with cache.dtype float16), one row per
-                                example of the selection; lzf-compressed chunks of M rows, Fletcher-32
+                                example of the selection; chunks of M rows, lzf-compressed (projected layers: byte
+                                shuffle + gzip level 1), Fletcher-32
                                 checksummed (like the samples) so that damage is detected; attrs: complete
                                 (True only once fully written); the ``input`` entries are stored once and
                                 hard-linked into every later epoch. A *dropped* entry (features deleted after a

@@ -206,7 +206,7 @@ def anchor_geometry(points, t_vecs, kappa=DEFAULT_KAPPA, backend="auto"):
     def geometry(p):
         return _manifold_geometry(contiguous[0][p], contiguous[1][p], contiguous[2][p], kappa)
 
-    capacity, radius, dimension = np.asarray(map_in_threads(geometry, len(points))).T
+    capacity, radius, dimension = np.ascontiguousarray(np.asarray(map_in_threads(geometry, len(points))).T)
     return capacity, radius, dimension
 
 

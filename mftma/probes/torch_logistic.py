@@ -78,6 +78,8 @@ class _Batch:
 
     def __init__(self, data, labels, rows, classes, transforms=None):
         device = data.device
+        if transforms is not None and len(transforms) != len(rows):
+            raise ValueError(f"{len(transforms)} fold transforms for {len(rows)} folds")
         self.transforms = list(transforms or [])
         blocks = [self._coordinates(data, r, fold) for fold, r in enumerate(rows)]
         size, width = max(map(len, rows)), max(block.shape[1] for block in blocks)
@@ -119,8 +121,8 @@ class _FoldTransform:
         return cls(mean, scale, torch.linalg.qr(((rows - mean) / scale).T)[0])
 
     def __call__(self, rows, *, overwrite=False):
-        """The coordinates of ``rows``; with ``overwrite``, ``rows`` (a copy the caller no longer needs)
-        is standardized in place instead of allocating another array."""
+        """The coordinates of ``rows`` (float64, as the statistics); with ``overwrite``, ``rows`` (a copy
+        the caller no longer needs) is standardized in place instead of allocating another array."""
         standardized = (rows if overwrite else rows.clone()).sub_(self.mean).div_(self.scale)
         return standardized if self.basis is None else standardized @ self.basis
 
@@ -178,9 +180,12 @@ class _Objective:
         self.penalty = (1.0 / (C * counts))[:, None, None].repeat(1, train.features.shape[2], 1)
         self.penalty[:, -1] = 0.0
         self.one_hot = torch.nn.functional.one_hot(train.targets.clamp(min=0), n_classes).float()
-        # The gradient's product with the transposed rows runs twice as fast on a CPU from a contiguous
-        # copy as from a transposed view at the quickstart's sizes (the same values, bit for bit, there).
-        self.transposed = train.features.transpose(1, 2).contiguous()
+        # On a CPU the gradient's product with the transposed rows runs twice as fast from a contiguous
+        # copy as from a transposed view at the quickstart's sizes (the same values, bit for bit); a GPU
+        # reads the view as fast, so it is spared the copy's memory.
+        self.transposed = train.features.transpose(1, 2)
+        if self.transposed.device.type == "cpu":
+            self.transposed = self.transposed.contiguous()
 
     def __call__(self, theta):
         log_probabilities = _logits(self.train.features, theta).log_softmax(dim=2)
