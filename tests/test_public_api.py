@@ -69,3 +69,15 @@ def test_import_and_estimator_names_do_not_import_torch():
 def test_pipeline_names_load_on_first_use():
     code = "import sys, mftma\nbefore = 'torch' in sys.modules\nmftma.train\nprint(before, 'torch' in sys.modules)"
     assert run_python(code).split() == ["False", "True"]
+
+
+def test_deprecated_results_module_warns_and_keeps_its_names():
+    code = ("import warnings\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import mftma.pipeline.results as old\n"
+            "import mftma.results.table as new\n"
+            "print(old.load_results is new.load_results, any(w.category is DeprecationWarning\n"
+            "      and 'mftma.results.table' in str(w.message) for w in caught))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["True", "True"], result.stderr
