@@ -201,10 +201,11 @@ def anchor_geometry(points, t_vecs, kappa=DEFAULT_KAPPA, backend="auto"):
     """
     kappa = float(kappa)
     residuals = cone_projection_solver(backend)(points, t_vecs, kappa)
-    contiguous = [[np.ascontiguousarray(a, dtype=np.float64) for a in group] for group in (points, t_vecs, residuals)]
+    points, t_vecs, residuals = ([np.ascontiguousarray(a, dtype=np.float64) for a in group]
+                                 for group in (points, t_vecs, residuals))
 
     def geometry(p):
-        return _manifold_geometry(contiguous[0][p], contiguous[1][p], contiguous[2][p], kappa)
+        return _manifold_geometry(points[p], t_vecs[p], residuals[p], kappa)
 
     capacity, radius, dimension = np.ascontiguousarray(np.asarray(map_in_threads(geometry, len(points))).T)
     return capacity, radius, dimension

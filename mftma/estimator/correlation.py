@@ -21,10 +21,10 @@ Optimiser: a small Riemannian L-BFGS of our own, compiled with numba, with the a
 ``F`` only depends on the span of ``V``, so it is optimised on the Grassmann manifold: the Riemannian
 gradient is ``(I - V V^T) grad F``, a step is retracted by re-orthonormalising ``V + step``, and the
 L-BFGS direction is projected the same way. The restarts of one rank run in parallel threads to a
-gradient norm of 1e-3 (screening: enough to tell their optima apart and rank them); the one kept then continues,
-like the reference's pymanopt conjugate gradient, to a gradient norm of 1e-6 (or 1000 iterations). This
-costs about half of refining every restart. We chose this over pymanopt >= 2 (which fits the problem, with our analytic gradient)
-because its per-iteration Python overhead (about 3 ms on a 2-core machine, against tens of
+gradient norm of 1e-3 (screening: enough to tell their optima apart and rank them); the one kept then
+continues, like the reference's pymanopt conjugate gradient, to a gradient norm of 1e-6 (or 1000
+iterations). This costs about half of refining every restart. We chose this over pymanopt >= 2 (which
+fits the problem, with our analytic gradient) because its per-iteration Python overhead (about 3 ms on a 2-core machine, against tens of
 microseconds for the cost and gradient at P = 100) made the 10 restarts times several ranks take
 seconds, far above the estimator's whole time budget; L-BFGS took fewer iterations than conjugate
 gradient on the golden cases.
@@ -376,7 +376,8 @@ def _optimize_restarts(coordinates, gram, starts, max_iterations, gradient_tol):
     """Run :func:`_lbfgs` from each of ``starts`` (n, d, K) in parallel threads.
 
     Threads rather than a ``parallel=True`` kernel: the optimiser releases the GIL, and a parallel
-    kernel around it would cost ~35 s of compilation on a fresh install, more than the optimiser's own (~25 s).
+    kernel around it would cost ~35 s of compilation on a fresh install, more than the optimiser's own
+    (~25 s).
     Returns the solutions (n, d, K) and each one's number of iterations.
     """
     def optimize(restart):
